@@ -1,0 +1,117 @@
+// Package cli is k1s's command line: it declares every flag once, fills the
+// config struct from flags, K1S_* variables and the config file, and hands
+// that struct to the component packages. It also dispatches the multicall
+// tools (kubectl) by program name.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/kubectl"
+	"github.com/k1s-io/k1s/internal/server"
+	"github.com/k1s-io/k1s/internal/version"
+)
+
+// Main runs k1s with the given argv and returns the process exit code.
+func Main(args []string) int {
+	if filepath.Base(args[0]) == "kubectl" {
+		return kubectl.Main(args[1:])
+	}
+	if len(args) > 1 && args[1] == "kubectl" {
+		return kubectl.Main(args[2:])
+	}
+	if err := newApp(os.Stdout, os.Stderr).Run(args); err != nil {
+		fmt.Fprintf(os.Stderr, "k1s: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, version.String()) }
+	app := &cli.App{
+		Name:                   "k1s",
+		Usage:                  "a lightweight Kubernetes in one binary",
+		Version:                version.Version,
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		HideHelpCommand:        true,
+		UseShortOptionHandling: false,
+		OnUsageError:           usageError,
+		Commands: []*cli.Command{
+			serverCommand(),
+			{
+				Name:            "kubectl",
+				Usage:           "run the embedded kubectl (uses the admin kubeconfig when KUBECONFIG is unset)",
+				SkipFlagParsing: true,
+				// Reached only through `k1s help`; Main dispatches kubectl before urfave.
+				Action: func(c *cli.Context) error {
+					if code := kubectl.Main(c.Args().Slice()); code != 0 {
+						return cli.Exit("", code)
+					}
+					return nil
+				},
+			},
+		},
+	}
+	return app
+}
+
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := "k1s"
+	if c.Command != nil && c.Command.Name != "" {
+		name = "k1s " + c.Command.Name
+	}
+	return fmt.Errorf("%v (run '%s --help' to see the valid flags)", err, name)
+}
+
+func serverCommand() *cli.Command {
+	cfg := &config.Server{}
+	flags := serverFlags(cfg)
+	return &cli.Command{
+		Name:         "server",
+		Usage:        "run the control plane (and, unless --disable-agent, a node)",
+		Flags:        flags.flags,
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q: k1s server takes only flags (run 'k1s server --help')", c.Args().First())
+			}
+			if err := applyConfigFile(c, cfg.ConfigFile, c.IsSet("config")); err != nil {
+				return err
+			}
+			flags.collect(c)
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return server.Run(ctx, cfg)
+		},
+	}
+}
+
+// signalContext is cancelled by the first SIGINT/SIGTERM; a second one
+// exits at once, for an operator who does not want to wait.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ch
+		cancel()
+		<-ch
+		fmt.Fprintln(os.Stderr, "k1s: second signal, exiting without a clean shutdown")
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}

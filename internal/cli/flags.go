@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/k1s-io/k1s/internal/config"
+)
+
+// envName is the environment variable that sets a flag: K1S_<FLAG>.
+func envName(flag string) string {
+	return "K1S_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// binder declares flags once and remembers how each lands in the config
+// struct. Scalars are bound through Destination; lists are copied after
+// parsing because urfave keeps them in its own type.
+type binder struct {
+	flags  []cli.Flag
+	slices []sliceBinding
+}
+
+type sliceBinding struct {
+	name string
+	dst  *[]string
+}
+
+func (b *binder) str(name, usage string, dst *string, value string, aliases ...string) {
+	b.flags = append(b.flags, &cli.StringFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
+}
+
+func (b *binder) int(name, usage string, dst *int, value int) {
+	b.flags = append(b.flags, &cli.IntFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
+}
+
+func (b *binder) int64(name, usage string, dst *int64, value int64) {
+	b.flags = append(b.flags, &cli.Int64Flag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
+}
+
+func (b *binder) bool(name, usage string, dst *bool) {
+	b.flags = append(b.flags, &cli.BoolFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Destination: dst})
+}
+
+func (b *binder) duration(name, usage string, dst *time.Duration, value time.Duration) {
+	b.flags = append(b.flags, &cli.DurationFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
+}
+
+func (b *binder) list(name, usage string, dst *[]string) {
+	b.flags = append(b.flags, &cli.StringSliceFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}})
+	b.slices = append(b.slices, sliceBinding{name: name, dst: dst})
+}
+
+// collect copies list flags into the config struct once parsing and the
+// config file are done.
+func (b *binder) collect(c *cli.Context) {
+	for _, s := range b.slices {
+		*s.dst = append([]string(nil), c.StringSlice(s.name)...)
+	}
+}
+
+// serverFlags declares every `k1s server` flag, bound to cfg.
+func serverFlags(cfg *config.Server) *binder {
+	b := &binder{}
+	b.str("config", "YAML config file; its keys are these flag names", &cfg.ConfigFile, config.DefaultConfigFile, "c")
+	b.bool("debug", "verbose logging", &cfg.Debug)
+	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
+	b.str("bind-address", "address the apiserver listens on", &cfg.BindAddress, "0.0.0.0")
+	b.int("https-listen-port", "apiserver HTTPS port", &cfg.HTTPSPort, config.DefaultHTTPSPort)
+	b.str("advertise-address", "IP the apiserver advertises to the cluster (default: this host's primary IP)", &cfg.AdvertiseAddress, "")
+	b.list("tls-san", "extra hostname or IP for the apiserver serving certificate (repeatable)", &cfg.TLSSANs)
+	b.str("cluster-cidr", "network for Pod IPs", &cfg.ClusterCIDR, config.DefaultClusterCIDR)
+	b.str("service-cidr", "network for Service ClusterIPs", &cfg.ServiceCIDR, config.DefaultServiceCIDR)
+	b.str("cluster-dns", "ClusterIP of the cluster DNS service", &cfg.ClusterDNS, config.DefaultClusterDNS)
+	b.str("cluster-domain", "cluster DNS domain", &cfg.ClusterDomain, config.DefaultClusterDomain)
+	b.str("token", "join token secret, or a full K10 token", &cfg.Token, "", "t")
+	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
+	b.str("datastore-endpoint", "postgres://, mysql://, sqlite:// or https:// etcd endpoints (default: SQLite in the data dir)", &cfg.Datastore.Endpoint, "")
+	b.str("datastore-cafile", "CA bundle for the datastore's TLS", &cfg.Datastore.CAFile, "")
+	b.str("datastore-certfile", "client certificate for the datastore", &cfg.Datastore.CertFile, "")
+	b.str("datastore-keyfile", "client key for the datastore", &cfg.Datastore.KeyFile, "")
+	b.duration("datastore-connect-timeout", "how long start-up waits for the datastore", &cfg.Datastore.ConnectTimeout, config.DefaultDatastoreWait)
+	b.duration("datastore-compact-interval", "how often old revisions are compacted (0 disables)", &cfg.Datastore.CompactInterval, config.DefaultCompactInterval)
+	b.duration("datastore-compact-timeout", "time limit of one compaction batch", &cfg.Datastore.CompactTimeout, config.DefaultCompactTimeout)
+	b.int64("datastore-compact-min-retain", "revisions kept by compaction", &cfg.Datastore.CompactMinRetain, config.DefaultCompactRetain)
+	b.int64("datastore-compact-batch-size", "revisions removed per compaction batch", &cfg.Datastore.CompactBatchSize, config.DefaultCompactBatch)
+	b.str("write-kubeconfig", "where the admin kubeconfig is written", &cfg.WriteKubeconfig, config.DefaultKubeconfig, "o")
+	b.str("write-kubeconfig-mode", "file mode of the admin kubeconfig", &cfg.WriteKubeconfigMode, config.DefaultKubeconfigMode)
+	b.int("kube-scheduler-port", "loopback HTTPS port of the scheduler's health endpoints", &cfg.SchedulerPort, config.DefaultSchedulerPort)
+	b.int("kube-controller-manager-port", "loopback HTTPS port of the controller-manager's health endpoints", &cfg.ControllerPort, config.DefaultControllerPort)
+	b.list("kube-apiserver-arg", "extra kube-apiserver flag as key=value (repeatable)", &cfg.ExtraAPIServerArgs)
+	b.list("kube-scheduler-arg", "extra kube-scheduler flag as key=value (repeatable)", &cfg.ExtraSchedulerArgs)
+	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
+	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
+	return b
+}

@@ -1,0 +1,159 @@
+// Package datastore owns the cluster's storage: kine, embedded in the k1s
+// process, serving the etcd API to the apiserver over a unix socket and
+// keeping the data in SQLite (default), PostgreSQL or MySQL. For https://
+// endpoints it steps aside and the apiserver talks to that etcd directly.
+package datastore
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/k3s-io/kine/pkg/drivers/sqlite"
+	"github.com/k3s-io/kine/pkg/endpoint"
+	"github.com/k3s-io/kine/pkg/tls"
+	"github.com/sirupsen/logrus"
+
+	"github.com/k1s-io/k1s/internal/config"
+)
+
+// Store is a running datastore.
+type Store struct {
+	// Endpoints, and TLS files for etcd, to hand to the apiserver.
+	Endpoints                 []string
+	CAFile, CertFile, KeyFile string
+	// Description is a credential-free name of the backend, for logs.
+	Description string
+
+	cancel context.CancelFunc
+	wg     *sync.WaitGroup
+}
+
+// Endpoint returns the kine endpoint for cfg: the given one, or the SQLite
+// file in the data dir (in WAL mode).
+func Endpoint(cfg *config.Server) string {
+	ep := cfg.Datastore.Endpoint
+	if ep == "" {
+		return "sqlite://" + cfg.DBDir() + "/state.db?" + sqlite.DefaultParams
+	}
+	if strings.HasPrefix(ep, "sqlite://") && !strings.Contains(ep, "?") {
+		return ep + "?" + sqlite.DefaultParams
+	}
+	return ep
+}
+
+// Describe names an endpoint without its credentials.
+func Describe(ep string) string {
+	if u, err := url.Parse(ep); err == nil && u.Scheme != "" {
+		u.RawQuery = ""
+		if u.User != nil {
+			u.User = url.User(u.User.Username())
+		}
+		return u.String()
+	}
+	scheme, _, _ := strings.Cut(ep, "://")
+	return scheme + "://…"
+}
+
+// errorHook keeps kine's last error so a timeout can say what went wrong.
+type errorHook struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (h *errorHook) Levels() []logrus.Level {
+	return []logrus.Level{logrus.ErrorLevel, logrus.WarnLevel}
+}
+func (h *errorHook) Fire(e *logrus.Entry) error {
+	h.mu.Lock()
+	h.last = e.Message
+	h.mu.Unlock()
+	return nil
+}
+func (h *errorHook) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+var hook = &errorHook{}
+
+func init() { logrus.AddHook(hook) }
+
+// Start brings the datastore up and returns once it accepts connections, or
+// fails after cfg.Datastore.ConnectTimeout.
+func Start(cfg *config.Server) (*Store, error) {
+	ep := Endpoint(cfg)
+	s := &Store{Description: Describe(ep), wg: &sync.WaitGroup{}}
+	if cfg.Datastore.Endpoint == "" {
+		if err := os.MkdirAll(cfg.DBDir(), 0o700); err != nil {
+			return nil, err
+		}
+		s.Description = "sqlite://" + cfg.DBDir() + "/state.db"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	backendTLS := tls.Config{CAFile: cfg.Datastore.CAFile, CertFile: cfg.Datastore.CertFile, KeyFile: cfg.Datastore.KeyFile}
+	kcfg := endpoint.Config{
+		WaitGroup:        s.wg,
+		Listener:         "unix://" + cfg.KineSocket(),
+		Endpoint:         ep,
+		BackendTLSConfig: backendTLS,
+		CompactInterval:  cfg.Datastore.CompactInterval,
+		CompactTimeout:   cfg.Datastore.CompactTimeout,
+		CompactMinRetain: cfg.Datastore.CompactMinRetain,
+		CompactBatchSize: cfg.Datastore.CompactBatchSize,
+		NotifyInterval:   5 * time.Second,
+		PollInterval:     time.Second,
+		PollBatchSize:    500,
+		// The etcd version kine claims; the apiserver derives features from it.
+		EmulatedETCDVersion: "3.6.11",
+	}
+	// A stale socket from a killed process would make the listen fail.
+	_ = os.Remove(cfg.KineSocket())
+
+	type result struct {
+		etcd endpoint.ETCDConfig
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		etcd, err := endpoint.Listen(ctx, kcfg)
+		done <- result{etcd, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			cancel()
+			return nil, fmt.Errorf("datastore %s: %w", s.Description, r.err)
+		}
+		s.Endpoints = r.etcd.Endpoints
+		s.CAFile, s.CertFile, s.KeyFile = r.etcd.TLSConfig.CAFile, r.etcd.TLSConfig.CertFile, r.etcd.TLSConfig.KeyFile
+		return s, nil
+	case <-time.After(cfg.Datastore.ConnectTimeout):
+		cancel()
+		msg := fmt.Sprintf("datastore %s not reachable within %s", s.Description, cfg.Datastore.ConnectTimeout)
+		if last := hook.String(); last != "" {
+			msg += " (last error: " + last + ")"
+		}
+		return nil, fmt.Errorf("%s: check --datastore-endpoint and that the database server is running and accepts these credentials", msg)
+	}
+}
+
+// Stop closes the backend and waits up to timeout for its connections
+// (and the SQLite file) to be released.
+func (s *Store) Stop(timeout time.Duration) error {
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("datastore did not close within %s", timeout)
+	}
+}

@@ -1,0 +1,106 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/server/flagz"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	cliflag "k8s.io/component-base/cli/flag"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	controllermanageroptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	scheduleroptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+)
+
+func init() {
+	// Several components share this process and its logging setup.
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+}
+
+type embedded struct{}
+
+func parse(component string, sets cliflag.NamedFlagSets, args []string) error {
+	fs := pflag.NewFlagSet(component, pflag.ContinueOnError)
+	for _, name := range sets.Order {
+		fs.AddFlagSet(sets.FlagSets[name])
+	}
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s arguments: %w", component, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s arguments: unexpected %q", component, fs.Args())
+	}
+	return nil
+}
+
+func (embedded) APIServer(ctx context.Context, args []string) error {
+	s := apiserveroptions.NewServerRunOptions()
+	sets := s.Flags()
+	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: sets}
+	if err := parse("kube-apiserver", sets, args); err != nil {
+		return err
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	// The apiserver's loopback clients would log warnings about themselves.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return err
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return utilerrors.NewAggregate(errs)
+	}
+	return apiserver.Run(ctx, completed)
+}
+
+func (embedded) Scheduler(ctx context.Context, args []string) error {
+	opts := scheduleroptions.NewOptions()
+	if err := parse("kube-scheduler", *opts.Flags, args); err != nil {
+		return err
+	}
+	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-scheduler")
+		if err != nil {
+			return err
+		}
+		opts.InformerName = name
+	}
+	cc, sched, err := scheduler.Setup(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return scheduler.Run(ctx, cc, sched)
+}
+
+func (embedded) ControllerManager(ctx context.Context, args []string) error {
+	s, err := controllermanageroptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return err
+	}
+	known, disabled, aliases := controllermanager.KnownControllers(), controllermanager.ControllersDisabledByDefault(), controllermanager.ControllerAliases()
+	sets := s.Flags(known, disabled, aliases)
+	s.ParsedFlags = &sets
+	if err := parse("kube-controller-manager", sets, args); err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	c, err := s.Config(ctx, known, disabled, aliases)
+	if err != nil {
+		return err
+	}
+	return controllermanager.Run(ctx, c.Complete())
+}

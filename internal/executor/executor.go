@@ -1,0 +1,19 @@
+// Package executor is the one seam through which k1s starts upstream
+// Kubernetes components. Callers hand over a context and the component's
+// own command-line arguments; nothing else in k1s touches cobra commands,
+// upstream option structs or their flag parsing.
+package executor
+
+import "context"
+
+// Executor starts upstream components. Each method parses args, returns an
+// error at once if they are invalid, and otherwise runs the component until
+// ctx is cancelled (then it returns nil) or the component fails.
+type Executor interface {
+	APIServer(ctx context.Context, args []string) error
+	Scheduler(ctx context.Context, args []string) error
+	ControllerManager(ctx context.Context, args []string) error
+}
+
+// Embedded runs the components as goroutines of this process.
+func Embedded() Executor { return embedded{} }

@@ -1,0 +1,140 @@
+// Package pipeline runs start-up as an ordered list of small named steps,
+// each finished only when its readiness gate passes, and supervises the
+// long-running components those steps start.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Step is one stage of start-up. Run does the work and returns once the
+// step is ready; long-running parts are started with Supervisor.Go.
+type Step struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Run executes steps in order and stops at the first failure, naming it.
+func Run(ctx context.Context, log logrus.FieldLogger, steps []Step) error {
+	for _, s := range steps {
+		start := time.Now()
+		log.Infof("step %s: starting", s.Name)
+		if err := s.Run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		log.Infof("step %s: ready in %s", s.Name, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// ErrExited is returned for a component that stopped without being asked.
+var ErrExited = errors.New("exited unexpectedly")
+
+// Supervisor tracks long-running components. The first one to fail is
+// reported on Failed(); Stop cancels components in reverse start order.
+type Supervisor struct {
+	mu     sync.Mutex
+	comps  []*component
+	failed chan error
+}
+
+type component struct {
+	name   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func NewSupervisor() *Supervisor {
+	return &Supervisor{failed: make(chan error, 1)}
+}
+
+// Go starts run in a goroutine with its own context, so that it can be
+// stopped independently of the others.
+func (s *Supervisor) Go(name string, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &component{name: name, cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.comps = append(s.comps, c)
+	s.mu.Unlock()
+	go func() {
+		defer close(c.done)
+		err := run(ctx)
+		if ctx.Err() != nil {
+			return // asked to stop
+		}
+		if err == nil {
+			err = ErrExited
+		}
+		select {
+		case s.failed <- fmt.Errorf("%s: %w", name, err):
+		default:
+		}
+	}()
+}
+
+// Failed delivers the first component failure.
+func (s *Supervisor) Failed() <-chan error { return s.failed }
+
+// Wait blocks until cond is true, polling every interval; it gives up when
+// ctx ends, a component fails, or timeout passes, and says which.
+func (s *Supervisor) Wait(ctx context.Context, what string, timeout time.Duration, cond func(context.Context) bool, last func() string) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond(ctx) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-s.failed:
+			s.failed <- err // keep it for the caller's main loop
+			return err
+		case <-deadline.C:
+			msg := fmt.Sprintf("%s not ready within %s", what, timeout)
+			if l := last(); l != "" {
+				msg += " (last answer: " + l + ")"
+			}
+			return errors.New(msg)
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop cancels the named component (or, with no names, all of them, newest
+// first) and waits up to timeout for each.
+func (s *Supervisor) Stop(log logrus.FieldLogger, timeout time.Duration, names ...string) {
+	s.mu.Lock()
+	comps := append([]*component(nil), s.comps...)
+	s.mu.Unlock()
+	for i := len(comps) - 1; i >= 0; i-- {
+		c := comps[i]
+		if len(names) > 0 && !contains(names, c.name) {
+			continue
+		}
+		c.cancel()
+		select {
+		case <-c.done:
+			log.Infof("%s stopped", c.name)
+		case <-time.After(timeout):
+			log.Warnf("%s did not stop within %s", c.name, timeout)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,165 @@
+package pki
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/k1s-io/k1s/internal/config"
+)
+
+// Identities of the control-plane clients. The scheduler and the
+// controller-manager names are the ones Kubernetes' default RBAC binds.
+const (
+	AdminUser             = "system:admin"
+	AdminGroup            = "system:masters"
+	SchedulerUser         = "system:kube-scheduler"
+	ControllerManagerUser = "system:kube-controller-manager"
+	APIServerKubeletUser  = "kube-apiserver"
+	AuthProxyUser         = "system:auth-proxy"
+)
+
+// Files is where every credential lives; components are given these paths.
+type Files struct {
+	Dir, CredDir string
+}
+
+func (f Files) path(name string) string { return filepath.Join(f.Dir, name) }
+
+func (f Files) ServerCA() string            { return f.path("server-ca.crt") }
+func (f Files) ClientCA() string            { return f.path("client-ca.crt") }
+func (f Files) ClientCAKey() string         { return f.path("client-ca.key") }
+func (f Files) ServerCAKey() string         { return f.path("server-ca.key") }
+func (f Files) RequestHeaderCA() string     { return f.path("request-header-ca.crt") }
+func (f Files) ServingCert() string         { return f.path("serving-kube-apiserver.crt") }
+func (f Files) ServingKey() string          { return f.path("serving-kube-apiserver.key") }
+func (f Files) ServiceAccountKey() string   { return f.path("service.key") }
+func (f Files) AuthProxyCert() string       { return f.path("client-auth-proxy.crt") }
+func (f Files) AuthProxyKey() string        { return f.path("client-auth-proxy.key") }
+func (f Files) KubeletClientCert() string   { return f.path("client-kube-apiserver.crt") }
+func (f Files) KubeletClientKey() string    { return f.path("client-kube-apiserver.key") }
+func (f Files) AdminCert() string           { return f.path("client-admin.crt") }
+func (f Files) AdminKey() string            { return f.path("client-admin.key") }
+func (f Files) AdminKubeconfig() string     { return filepath.Join(f.CredDir, "admin.kubeconfig") }
+func (f Files) SchedulerKubeconfig() string { return filepath.Join(f.CredDir, "scheduler.kubeconfig") }
+func (f Files) ControllerKubeconfig() string {
+	return filepath.Join(f.CredDir, "controller-manager.kubeconfig")
+}
+
+// Result is what Ensure produced.
+type Result struct {
+	Files  Files
+	Token  string
+	Events []Event
+}
+
+// Ensure creates or renews every credential the server needs, writes the
+// kubeconfigs and the join token, and reports what it changed.
+func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
+	f := Files{Dir: cfg.TLSDir(), CredDir: cfg.CredDir()}
+	for _, d := range []string{f.Dir, f.CredDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{Files: f}
+	note := func(ev *Event) {
+		if ev != nil {
+			res.Events = append(res.Events, *ev)
+		}
+	}
+	cas := map[string]*CA{}
+	for _, c := range []struct{ name, cn string }{
+		{"server-ca", "k1s-server-ca"},
+		{"client-ca", "k1s-client-ca"},
+		{"request-header-ca", "k1s-request-header-ca"},
+	} {
+		ca, ev, err := loadOrCreateCA(f.Dir, c.name, c.cn, now)
+		if err != nil {
+			return nil, err
+		}
+		note(ev)
+		cas[c.name] = ca
+	}
+	dnsNames, ips, err := servingNames(cfg)
+	if err != nil {
+		return nil, err
+	}
+	leaves := []*leaf{
+		{name: "serving-kube-apiserver", ca: cas["server-ca"], cn: "kube-apiserver", server: true, dnsNames: dnsNames, ips: ips},
+		{name: "client-admin", ca: cas["client-ca"], cn: AdminUser, orgs: []string{AdminGroup}, client: true},
+		{name: "client-kube-scheduler", ca: cas["client-ca"], cn: SchedulerUser, client: true},
+		{name: "client-kube-controller-manager", ca: cas["client-ca"], cn: ControllerManagerUser, client: true},
+		{name: "client-kube-apiserver", ca: cas["client-ca"], cn: APIServerKubeletUser, client: true},
+		{name: "client-auth-proxy", ca: cas["request-header-ca"], cn: AuthProxyUser, client: true},
+	}
+	for _, l := range leaves {
+		ev, err := ensureLeaf(f.Dir, l, now)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", l.name, err)
+		}
+		note(ev)
+	}
+	ev, err := ensureKey(f.ServiceAccountKey())
+	if err != nil {
+		return nil, err
+	}
+	note(ev)
+
+	if err := writeKubeconfigs(cfg, f, cas["server-ca"].CertPEM); err != nil {
+		return nil, err
+	}
+	token, err := ensureToken(cfg.TokenPath(), cas["server-ca"].CertPEM, cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	res.Token = token
+	return res, nil
+}
+
+// servingNames lists the names and addresses the apiserver answers to.
+func servingNames(cfg *config.Server) ([]string, []net.IP, error) {
+	dns := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc." + cfg.ClusterDomain}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		dns = append(dns, h)
+	}
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(cfg.AdvertiseAddress), cfg.FirstServiceIP()}
+	if b := net.ParseIP(cfg.BindAddress); b != nil && !b.IsUnspecified() {
+		ips = append(ips, b)
+	}
+	for _, san := range cfg.TLSSANs {
+		if ip := net.ParseIP(san); ip != nil {
+			ips = append(ips, ip)
+		} else if san != "" {
+			dns = append(dns, san)
+		}
+	}
+	return dedupe(dns), dedupeIPs(ips), nil
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func dedupeIPs(in []net.IP) []net.IP {
+	seen := map[string]bool{}
+	var out []net.IP
+	for _, ip := range in {
+		if k := ip.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, ip)
+		}
+	}
+	return out
+}

@@ -1,0 +1,166 @@
+// Package server assembles `k1s server`: it takes the data-dir lock, then
+// runs the start-up pipeline (datastore → PKI → apiserver → controllers),
+// reports readiness, and shuts everything down in reverse order on signal
+// or when a component fails.
+package server
+
+import (
+	"context"
+	"flag"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
+
+	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/control"
+	"github.com/k1s-io/k1s/internal/datadir"
+	"github.com/k1s-io/k1s/internal/datastore"
+	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/pipeline"
+	"github.com/k1s-io/k1s/internal/pki"
+)
+
+// How long start-up gates wait.
+const (
+	apiserverReadyTimeout   = 3 * time.Minute
+	controllersReadyTimeout = 2 * time.Minute
+)
+
+// Run starts the server and blocks until ctx is cancelled (clean exit,
+// nil) or something fails (the error names the component).
+func Run(ctx context.Context, cfg *config.Server) error {
+	log := setupLogging(cfg.Debug)
+	if !cfg.DisableAgent {
+		log.Warn("this build has no node support yet: running the control plane only, as with --disable-agent")
+	}
+	lock, err := datadir.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+
+	r := &run{cfg: cfg, log: log, exec: executor.Embedded(), sup: pipeline.NewSupervisor()}
+	defer r.shutdown()
+
+	start := time.Now()
+	if err := pipeline.Run(ctx, log, r.steps()); err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted during start-up
+		}
+		return err
+	}
+	log.Infof("k1s is ready in %s: API %s, admin kubeconfig %s, join token in %s",
+		time.Since(start).Round(time.Millisecond), cfg.APIServerURL(), cfg.WriteKubeconfig, cfg.TokenPath())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-r.sup.Failed():
+		return err
+	}
+}
+
+type run struct {
+	cfg   *config.Server
+	log   logrus.FieldLogger
+	exec  executor.Executor
+	sup   *pipeline.Supervisor
+	store *datastore.Store
+	pki   *pki.Result
+}
+
+func (r *run) steps() []pipeline.Step {
+	return []pipeline.Step{
+		{Name: "datastore", Run: r.datastore},
+		{Name: "pki", Run: r.certificates},
+		{Name: "kube-apiserver", Run: r.apiserver},
+		{Name: "controllers", Run: r.controllers},
+	}
+}
+
+func (r *run) datastore(context.Context) error {
+	s, err := datastore.Start(r.cfg)
+	if err != nil {
+		return err
+	}
+	r.store = s
+	r.log.Infof("datastore %s serving the etcd API at %v", s.Description, s.Endpoints)
+	return nil
+}
+
+func (r *run) certificates(context.Context) error {
+	res, err := pki.Ensure(r.cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	for _, ev := range res.Events {
+		if ev.Reason != "" {
+			r.log.Infof("%s %s (%s)", ev.Action, ev.Name, ev.Reason)
+		} else {
+			r.log.Infof("%s %s", ev.Action, ev.Name)
+		}
+	}
+	r.pki = res
+	r.log.Infof("admin kubeconfig written to %s", r.cfg.WriteKubeconfig)
+	return nil
+}
+
+func (r *run) apiserver(ctx context.Context) error {
+	args := control.APIServerArgs(r.cfg, r.pki.Files, r.store)
+	r.sup.Go("kube-apiserver", func(ctx context.Context) error { return r.exec.APIServer(ctx, args) })
+	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
+	if err != nil {
+		return err
+	}
+	return r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last)
+}
+
+func (r *run) controllers(ctx context.Context) error {
+	sched := control.SchedulerArgs(r.cfg, r.pki.Files)
+	cm := control.ControllerManagerArgs(r.cfg, r.pki.Files)
+	r.sup.Go("kube-scheduler", func(ctx context.Context) error { return r.exec.Scheduler(ctx, sched) })
+	r.sup.Go("kube-controller-manager", func(ctx context.Context) error { return r.exec.ControllerManager(ctx, cm) })
+	for _, c := range []struct {
+		name string
+		port int
+	}{{"kube-scheduler", r.cfg.SchedulerPort}, {"kube-controller-manager", r.cfg.ControllerPort}} {
+		p := control.LocalProbe(c.port)
+		if err := r.sup.Wait(ctx, c.name+" /healthz", controllersReadyTimeout, p.Check, p.Last); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shutdown stops clients before the apiserver (whose graceful shutdown
+// waits for them), and the apiserver before the datastore.
+func (r *run) shutdown() {
+	r.sup.Stop(r.log, 15*time.Second, "kube-controller-manager", "kube-scheduler")
+	r.sup.Stop(r.log, 60*time.Second, "kube-apiserver")
+	if r.store != nil {
+		if err := r.store.Stop(10 * time.Second); err != nil {
+			r.log.Warn(err)
+		} else {
+			r.log.Info("datastore closed")
+		}
+	}
+}
+
+// setupLogging sets k1s's own log and the verbosity of the embedded
+// components (klog) and of kine (logrus).
+func setupLogging(debug bool) logrus.FieldLogger {
+	logrus.SetOutput(os.Stderr)
+	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339})
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	v := "0"
+	if debug {
+		logrus.SetLevel(logrus.DebugLevel)
+		v = "2"
+	}
+	_ = fs.Set("v", v)
+	return logrus.WithField("component", "k1s")
+}
