@@ -89,6 +89,10 @@ func init() { logrus.AddHook(hook) }
 func Start(cfg *config.Server) (*Store, error) {
 	ep := Endpoint(cfg)
 	s := &Store{Description: Describe(ep), wg: &sync.WaitGroup{}}
+	// The kine socket lives in the server dir whatever the backend.
+	if err := os.MkdirAll(cfg.ServerDir(), 0o700); err != nil {
+		return nil, err
+	}
 	if cfg.Datastore.Endpoint == "" {
 		if err := os.MkdirAll(cfg.DBDir(), 0o700); err != nil {
 			return nil, err
@@ -129,14 +133,14 @@ func Start(cfg *config.Server) (*Store, error) {
 	case r := <-done:
 		if r.err != nil {
 			cancel()
-			return nil, fmt.Errorf("datastore %s: %w", s.Description, r.err)
+			return nil, fmt.Errorf("%s: %w", s.Description, r.err)
 		}
 		s.Endpoints = r.etcd.Endpoints
 		s.CAFile, s.CertFile, s.KeyFile = r.etcd.TLSConfig.CAFile, r.etcd.TLSConfig.CertFile, r.etcd.TLSConfig.KeyFile
 		return s, nil
 	case <-time.After(cfg.Datastore.ConnectTimeout):
 		cancel()
-		msg := fmt.Sprintf("datastore %s not reachable within %s", s.Description, cfg.Datastore.ConnectTimeout)
+		msg := fmt.Sprintf("%s not reachable within %s", s.Description, cfg.Datastore.ConnectTimeout)
 		if last := hook.String(); last != "" {
 			msg += " (last error: " + last + ")"
 		}

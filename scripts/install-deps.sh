@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing k1s needs on a fresh Debian
+# machine. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: run as root (apt-get needs it)" >&2
+	exit 1
+fi
+
+GO=$(command -v go || echo /usr/local/go/bin/go)
+if ! "$GO" version >/dev/null 2>&1; then
+	echo "install-deps: Go 1.26 or newer is needed (expected at /usr/local/go/bin/go)" >&2
+	exit 1
+fi
+
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# cgo (SQLite) needs a C compiler; the PostgreSQL datastore test needs a server.
+for pkg in gcc libc6-dev make git postgresql ca-certificates; do
+	have "$pkg" || need+=("$pkg")
+done
+
+if [ ${#need[@]} -gt 0 ]; then
+	echo "install-deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# Keep package scripts from starting services (PostgreSQL's default
+	# cluster): tests start their own servers.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	apt-get install -y -q --no-install-recommends "${need[@]}"
+fi

@@ -1,0 +1,283 @@
+// Package harness starts the real k1s binary for end-to-end tests and
+// benchmarks: each server gets its own temp dir, data dir, kubeconfig and
+// free ports, and is stopped by the PID it was started with.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Bin is the k1s binary under test: $K1S_BIN, or bin/k1s of this checkout.
+func Bin() string {
+	if b := os.Getenv("K1S_BIN"); b != "" {
+		return b
+	}
+	wd, _ := os.Getwd()
+	for d := wd; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "bin", "k1s")
+		}
+	}
+	return "k1s"
+}
+
+// FreePort asks the kernel for a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Env is the environment for k1s children: the caller's, minus any K1S_*
+// variable of the host that would change what the test asked for.
+func Env(extra ...string) []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if strings.HasPrefix(e, "K1S_") || strings.HasPrefix(e, "KUBECONFIG=") {
+			continue
+		}
+		env = append(env, e)
+	}
+	return append(env, extra...)
+}
+
+// Server is one running `k1s server`.
+type Server struct {
+	Dir        string // everything of this server lives below Dir
+	DataDir    string
+	Kubeconfig string
+	Port       int
+	LogPath    string
+	Args       []string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// NewServer prepares (but does not start) a server in dir with free ports.
+// extra flags are appended to the defaults.
+func NewServer(dir string, extra ...string) (*Server, error) {
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	s := &Server{
+		Dir:        dir,
+		DataDir:    filepath.Join(dir, "data"),
+		Kubeconfig: filepath.Join(dir, "kubeconfig.yaml"),
+		Port:       ports[0],
+	}
+	// An empty config file keeps the host's /etc/k1s/config.yaml out of the test.
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, nil, 0o600); err != nil {
+		return nil, err
+	}
+	s.Args = append([]string{"server",
+		"--config", cfgFile,
+		"--data-dir", s.DataDir,
+		"--write-kubeconfig", s.Kubeconfig,
+		"--https-listen-port", strconv.Itoa(ports[0]),
+		"--kube-scheduler-port", strconv.Itoa(ports[1]),
+		"--kube-controller-manager-port", strconv.Itoa(ports[2]),
+		"--disable-agent",
+	}, extra...)
+	return s, nil
+}
+
+// Start launches the server; its output goes to a numbered log file in Dir.
+func (s *Server) Start() error {
+	for i := 0; ; i++ {
+		s.LogPath = filepath.Join(s.Dir, fmt.Sprintf("k1s-%d.log", i))
+		if _, err := os.Stat(s.LogPath); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
+	log, err := os.Create(s.LogPath)
+	if err != nil {
+		return err
+	}
+	s.cmd = exec.Command(Bin(), s.Args...)
+	s.cmd.Env = Env()
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	s.done = make(chan struct{})
+	go func() {
+		s.err = s.cmd.Wait()
+		log.Close()
+		close(s.done)
+	}()
+	return nil
+}
+
+// PID of the running server process.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (s *Server) Exited() (bool, error) {
+	select {
+	case <-s.done:
+		return true, s.err
+	default:
+		return false, nil
+	}
+}
+
+// WaitReady polls /readyz as the admin until it answers ok.
+func (s *Server) WaitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if done, err := s.Exited(); done {
+			return fmt.Errorf("k1s server exited before it was ready (%v); log %s:\n%s", err, s.LogPath, s.Tail(30))
+		}
+		code, body, err := s.Get("/readyz", true)
+		if err == nil && code == 200 && body == "ok" {
+			return nil
+		}
+		last = fmt.Errorf("HTTP %d %q %v", code, body, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready within %s (last: %v); log tail:\n%s", timeout, last, s.Tail(30))
+}
+
+// Get requests path from the apiserver, as the admin or anonymously.
+func (s *Server) Get(path string, admin bool) (int, string, error) {
+	return s.Request(path, admin, "")
+}
+
+// Request requests path with the admin certificate, a bearer token, or nothing.
+func (s *Server) Request(path string, admin bool, bearer string) (int, string, error) {
+	tc, err := s.tlsConfig(admin)
+	if err != nil {
+		return 0, "", err
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", s.Port, path), nil)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(b.String()), nil
+}
+
+func (s *Server) tlsConfig(admin bool) (*tls.Config, error) {
+	tlsDir := filepath.Join(s.DataDir, "server", "tls")
+	ca, err := os.ReadFile(filepath.Join(tlsDir, "server-ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	tc := &tls.Config{RootCAs: pool}
+	if admin {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "client-admin.crt"), filepath.Join(tlsDir, "client-admin.key"))
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Kubectl runs `k1s kubectl` against this server and returns its combined output.
+func (s *Server) Kubectl(args ...string) (string, error) {
+	return Kubectl(s.Kubeconfig, args...)
+}
+
+// Kubectl runs `k1s kubectl --kubeconfig kc args…`.
+func Kubectl(kc string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Bin(), append([]string{"kubectl", "--kubeconfig", kc}, args...)...)
+	cmd.Env = Env()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Stop sends SIGTERM and waits for a clean exit; after timeout it kills
+// the process (and reports that as an error).
+func (s *Server) Stop(timeout time.Duration) error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	if done, err := s.Exited(); done {
+		return err
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(timeout):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		return fmt.Errorf("k1s server (PID %d) did not stop within %s after SIGTERM; killed", s.PID(), timeout)
+	}
+}
+
+// Tail returns the last n lines of the current log.
+func (s *Server) Tail(n int) string {
+	b, _ := os.ReadFile(s.LogPath)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Log returns the whole current log.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.LogPath)
+	return string(b)
+}
+
+// Run runs the k1s binary to completion with a timeout and returns its
+// exit code and combined output.
+func Run(timeout time.Duration, args ...string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Bin(), args...)
+	cmd.Env = Env()
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return -1, string(out), fmt.Errorf("k1s %s did not finish within %s", strings.Join(args, " "), timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out), nil
+	}
+	return 0, string(out), err
+}
