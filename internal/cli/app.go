@@ -46,7 +46,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:              stderr,
 		HideHelpCommand:        true,
 		UseShortOptionHandling: false,
-		OnUsageError:           usageError,
+		// Values such as feature-gates=A=true,B=false must stay whole.
+		DisableSliceFlagSeparator: true,
+		OnUsageError:              usageError,
 		Commands: []*cli.Command{
 			serverCommand(),
 			{
@@ -86,10 +88,9 @@ func serverCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q: k1s server takes only flags (run 'k1s server --help')", c.Args().First())
 			}
-			if err := applyConfigFile(c, cfg.ConfigFile, c.IsSet("config")); err != nil {
+			if err := load(c, cfg, flags); err != nil {
 				return err
 			}
-			flags.collect(c)
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -98,6 +99,16 @@ func serverCommand() *cli.Command {
 			return server.Run(ctx, cfg)
 		},
 	}
+}
+
+// load completes cfg after flag parsing: config file values for what flags
+// and environment left unset, then the list flags.
+func load(c *cli.Context, cfg *config.Server, flags *binder) error {
+	if err := applyConfigFile(c, cfg.ConfigFile, c.IsSet("config")); err != nil {
+		return err
+	}
+	flags.collect(c)
+	return nil
 }
 
 // signalContext is cancelled by the first SIGINT/SIGTERM; a second one

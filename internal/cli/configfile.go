@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 
@@ -28,11 +30,11 @@ func applyConfigFile(c *cli.Context, path string, explicit bool) error {
 	known := map[string]bool{}
 	for _, f := range c.Command.Flags {
 		for _, n := range f.Names() {
-			known[n] = true
+			known[n] = f.Names()[0] != "config" // a config file cannot name another
 		}
 	}
 	for _, e := range entries {
-		if e.key == "config" || !known[e.key] {
+		if !known[e.key] {
 			return fmt.Errorf("config file %s, line %d: unknown key %q (keys are flag names without the leading --, e.g. data-dir)", path, e.line, e.key)
 		}
 	}
@@ -58,12 +60,16 @@ type configEntry struct {
 // parseConfig reads a flat YAML mapping. Scalars keep their literal text,
 // so `write-kubeconfig-mode: 0644` stays 0644 instead of becoming 420.
 func parseConfig(data []byte) ([]configEntry, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, nil // empty file
+	} else if err != nil {
 		return nil, fmt.Errorf("not valid YAML: %v", err)
 	}
-	if len(doc.Content) == 0 {
-		return nil, nil // empty file
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("holds more than one YAML document; merge them into one mapping")
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {

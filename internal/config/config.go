@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -210,7 +211,7 @@ func (s *Server) Validate() error {
 	}
 	for _, args := range [][]string{s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs} {
 		for _, a := range args {
-			if a == "" || a[0] == '=' {
+			if k, _, ok := strings.Cut(a, "="); !ok || strings.TrimLeft(k, "-") == "" {
 				return fmt.Errorf("invalid component argument %q: want key=value, e.g. --kube-apiserver-arg=v=2", a)
 			}
 		}

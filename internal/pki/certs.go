@@ -222,7 +222,7 @@ func writePair(dir, name string, certPEM []byte, key crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	// Key first: a cert without its key is useless, a key without a cert is regenerated.
+	// Key first: a certificate is never on disk without its key.
 	if err := writeFileAtomic(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
 		return err
 	}
