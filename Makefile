@@ -3,7 +3,7 @@ GO            ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 KUBE_VERSION  := v1.37.2
 KUBE_MAJOR    := 1
 KUBE_MINOR    := 37
-VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+VERSION       ?= $(shell git describe --tags --match "v*" --dirty 2>/dev/null || echo "v0.1.0-dev+$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
 COMMIT        ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 BUILD_DATE    ?= $(shell git log -1 --format=%cd --date=format:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 # providerless drops in-tree cloud providers and their volume plugins.
