@@ -7,7 +7,7 @@ VERSION       ?= $(shell git describe --tags --match "v*" --dirty 2>/dev/null ||
 COMMIT        ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 BUILD_DATE    ?= $(shell git log -1 --format=%cd --date=format:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 # providerless drops in-tree cloud providers and their volume plugins.
-TAGS          := providerless
+TAGS          := providerless no_btrfs no_zfs no_devmapper
 KV            := k8s.io/component-base/version
 LDFLAGS       := -s -w \
 	-X github.com/k1s-io/k1s/internal/version.Version=$(VERSION) \

@@ -16,18 +16,28 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/containerd"
 	"github.com/k1s-io/k1s/internal/kubectl"
 	"github.com/k1s-io/k1s/internal/server"
 	"github.com/k1s-io/k1s/internal/version"
 )
 
+// multicall are the tools k1s also is, by program name or first argument.
+var multicall = map[string]func(args []string) int{
+	"kubectl":    kubectl.Main,
+	"ctr":        containerd.CtrMain,
+	"containerd": containerd.DaemonMain,
+}
+
 // Main runs k1s with the given argv and returns the process exit code.
 func Main(args []string) int {
-	if filepath.Base(args[0]) == "kubectl" {
-		return kubectl.Main(args[1:])
+	if tool, ok := multicall[filepath.Base(args[0])]; ok {
+		return tool(args[1:])
 	}
-	if len(args) > 1 && args[1] == "kubectl" {
-		return kubectl.Main(args[2:])
+	if len(args) > 1 {
+		if tool, ok := multicall[args[1]]; ok {
+			return tool(args[2:])
+		}
 	}
 	if err := newApp(os.Stdout, os.Stderr).Run(args); err != nil {
 		fmt.Fprintf(os.Stderr, "k1s: %v\n", err)

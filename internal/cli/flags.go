@@ -66,6 +66,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.str("config", "YAML config file; its keys are these flag names", &cfg.ConfigFile, config.DefaultConfigFile, "c")
 	b.bool("debug", "verbose logging", &cfg.Debug)
 	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
+	b.str("run-dir", "directory for sockets and runtime state of the node", &cfg.RunDir, config.DefaultRunDir)
 	b.str("bind-address", "address the apiserver listens on", &cfg.BindAddress, "0.0.0.0")
 	b.int("https-listen-port", "apiserver HTTPS port", &cfg.HTTPSPort, config.DefaultHTTPSPort)
 	b.str("advertise-address", "IP the apiserver advertises to the cluster (default: this host's primary IP)", &cfg.AdvertiseAddress, "")

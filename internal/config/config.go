@@ -18,6 +18,7 @@ import (
 // Defaults shared by the flags, the docs and the tests.
 const (
 	DefaultDataDir         = "/var/lib/k1s"
+	DefaultRunDir          = "/run/k1s"
 	DefaultConfigFile      = "/etc/k1s/config.yaml"
 	DefaultKubeconfig      = "/etc/k1s/k1s.yaml"
 	DefaultHTTPSPort       = 6443
@@ -56,6 +57,7 @@ type Server struct {
 	ConfigFile string
 
 	DataDir          string
+	RunDir           string
 	BindAddress      string
 	HTTPSPort        int
 	AdvertiseAddress string
@@ -93,6 +95,19 @@ func (s *Server) CredDir() string    { return filepath.Join(s.ServerDir(), "cred
 func (s *Server) DBDir() string      { return filepath.Join(s.ServerDir(), "db") }
 func (s *Server) TokenPath() string  { return filepath.Join(s.ServerDir(), "token") }
 func (s *Server) KineSocket() string { return filepath.Join(s.ServerDir(), "kine.sock") }
+
+// Node paths: persistent state under <data-dir>/agent, sockets and
+// runtime state under the run dir.
+func (s *Server) AgentDir() string       { return filepath.Join(s.DataDir, "agent") }
+func (s *Server) ImagesDir() string      { return filepath.Join(s.AgentDir(), "images") }
+func (s *Server) ContainerdRoot() string { return filepath.Join(s.AgentDir(), "containerd") }
+func (s *Server) ContainerdConfigDir() string {
+	return filepath.Join(s.AgentDir(), "etc", "containerd")
+}
+func (s *Server) ContainerdState() string { return filepath.Join(s.RunDir, "containerd") }
+func (s *Server) ContainerdSocket() string {
+	return filepath.Join(s.ContainerdState(), "containerd.sock")
+}
 
 // LoopbackHost is the address k1s itself uses to reach the apiserver.
 func (s *Server) LoopbackHost() string {
@@ -140,6 +155,16 @@ func (s *Server) Validate() error {
 		return fmt.Errorf("--data-dir %q: %w", s.DataDir, err)
 	}
 	s.DataDir = abs
+	if s.RunDir == "" {
+		s.RunDir = DefaultRunDir
+	}
+	if s.RunDir, err = filepath.Abs(s.RunDir); err != nil {
+		return fmt.Errorf("--run-dir: %w", err)
+	}
+	// containerd's socket path must fit in a unix socket address (108 bytes).
+	if n := len(s.ContainerdSocket()); n > 100 {
+		return fmt.Errorf("--run-dir %s is too long for containerd's socket path (%d bytes): choose a shorter one", s.RunDir, n)
+	}
 	if s.BindAddress != "" && net.ParseIP(s.BindAddress) == nil {
 		return fmt.Errorf("invalid --bind-address %q: want an IP address such as 0.0.0.0", s.BindAddress)
 	}

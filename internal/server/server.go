@@ -18,6 +18,7 @@ import (
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/datastore"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/node"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
 )
@@ -33,7 +34,7 @@ const (
 func Run(ctx context.Context, cfg *config.Server) error {
 	log := setupLogging(cfg.Debug)
 	if !cfg.DisableAgent {
-		log.Warn("this build has no node support yet: running the control plane only, as with --disable-agent")
+		log.Warn("the node is incomplete in this build: containerd and image import run, the kubelet does not yet, so Pods stay Pending")
 	}
 	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
@@ -73,12 +74,16 @@ type run struct {
 }
 
 func (r *run) steps() []pipeline.Step {
-	return []pipeline.Step{
+	steps := []pipeline.Step{
 		{Name: "datastore", Run: r.datastore},
 		{Name: "pki", Run: r.certificates},
 		{Name: "kube-apiserver", Run: r.apiserver},
 		{Name: "controllers", Run: r.controllers},
 	}
+	if !r.cfg.DisableAgent {
+		steps = append(steps, node.Steps(r.cfg, r.sup, r.log)...)
+	}
+	return steps
 }
 
 func (r *run) datastore(context.Context) error {
@@ -138,6 +143,7 @@ func (r *run) controllers(ctx context.Context) error {
 // shutdown stops clients before the apiserver (whose graceful shutdown
 // waits for them), and the apiserver before the datastore.
 func (r *run) shutdown() {
+	r.sup.Stop(r.log, 30*time.Second, "containerd")
 	r.sup.Stop(r.log, 15*time.Second, "kube-controller-manager", "kube-scheduler")
 	r.sup.Stop(r.log, 60*time.Second, "kube-apiserver")
 	if r.store != nil {

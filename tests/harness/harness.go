@@ -63,6 +63,7 @@ type Server struct {
 	Dir        string // everything of this server lives below Dir
 	DataDir    string
 	Kubeconfig string
+	RunDir     string // set for servers with a node
 	Port       int
 	LogPath    string
 	Args       []string
@@ -72,9 +73,19 @@ type Server struct {
 	err  error
 }
 
-// NewServer prepares (but does not start) a server in dir with free ports.
-// extra flags are appended to the defaults.
+// NewServer prepares (but does not start) a control-plane-only server in
+// dir with free ports. extra flags are appended to the defaults.
 func NewServer(dir string, extra ...string) (*Server, error) {
+	return newServer(dir, false, extra...)
+}
+
+// NewNodeServer is NewServer with the server's own node enabled and a run
+// dir of its own below dir.
+func NewNodeServer(dir string, extra ...string) (*Server, error) {
+	return newServer(dir, true, extra...)
+}
+
+func newServer(dir string, node bool, extra ...string) (*Server, error) {
 	ports := make([]int, 3)
 	for i := range ports {
 		p, err := FreePort()
@@ -101,8 +112,13 @@ func NewServer(dir string, extra ...string) (*Server, error) {
 		"--https-listen-port", strconv.Itoa(ports[0]),
 		"--kube-scheduler-port", strconv.Itoa(ports[1]),
 		"--kube-controller-manager-port", strconv.Itoa(ports[2]),
-		"--disable-agent",
 	}, extra...)
+	if node {
+		s.RunDir = filepath.Join(dir, "run")
+		s.Args = append(s.Args, "--run-dir", s.RunDir)
+	} else {
+		s.Args = append(s.Args, "--disable-agent")
+	}
 	return s, nil
 }
 
@@ -229,13 +245,14 @@ func Kubectl(kc string, args ...string) (string, error) {
 }
 
 // Stop sends SIGTERM and waits for a clean exit; after timeout it kills
-// the process (and reports that as an error).
+// the process (and reports that as an error). A server that had already
+// exited is left as it is: Exited tells how it ended.
 func (s *Server) Stop(timeout time.Duration) error {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return nil
 	}
-	if done, err := s.Exited(); done {
-		return err
+	if done, _ := s.Exited(); done {
+		return nil
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -246,6 +263,67 @@ func (s *Server) Stop(timeout time.Duration) error {
 		<-s.done
 		return fmt.Errorf("k1s server (PID %d) did not stop within %s after SIGTERM; killed", s.PID(), timeout)
 	}
+}
+
+// WaitLog waits until the current log contains substr.
+func (s *Server) WaitLog(substr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(s.Log(), substr) {
+			return nil
+		}
+		if done, err := s.Exited(); done {
+			return fmt.Errorf("k1s server exited (%v) before logging %q; log tail:\n%s", err, substr, s.Tail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%q not logged within %s; log tail:\n%s", substr, timeout, s.Tail(30))
+}
+
+// ContainerdSocket is the node's containerd socket.
+func (s *Server) ContainerdSocket() string {
+	return filepath.Join(s.RunDir, "containerd", "containerd.sock")
+}
+
+// CleanupNode stops a containerd that a killed server left behind (by the
+// PID k1s recorded) and unmounts whatever is still mounted below s.Dir.
+func (s *Server) CleanupNode() []string {
+	var did []string
+	if s.RunDir != "" {
+		if b, err := os.ReadFile(filepath.Join(s.RunDir, "containerd", "k1s-containerd.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmdline), s.Dir) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					did = append(did, fmt.Sprintf("killed containerd PID %d", pid))
+				}
+			}
+		}
+	}
+	for _, m := range MountsBelow(s.Dir) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err == nil {
+			did = append(did, "unmounted "+m)
+		}
+	}
+	return did
+}
+
+// MountsBelow lists mount points below dir, deepest first.
+func MountsBelow(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			out = append(out, f[1])
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
 }
 
 // Tail returns the last n lines of the current log.

@@ -1,0 +1,13 @@
+// Package containerd owns the node's container runtime: it writes
+// containerd's configuration, runs containerd as a supervised `k1s
+// containerd` child process, waits until it serves, imports the air-gap
+// image tarballs, and provides the `k1s containerd` and `k1s ctr` multicall
+// entry points.
+package containerd
+
+// Namespace is the containerd namespace the CRI (and so Kubernetes) uses.
+const Namespace = "k8s.io"
+
+// DefaultSocket is where `k1s ctr` looks when CONTAINERD_ADDRESS is unset:
+// the socket of a node with the default --run-dir.
+const DefaultSocket = "/run/k1s/containerd/containerd.sock"
