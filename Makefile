@@ -18,16 +18,31 @@ LDFLAGS       := -s -w \
 
 export CGO_ENABLED := 1
 
+# Helper binaries embedded in k1s (internal/nodebin), built from their own
+# modules at pinned versions.
+NODEBIN             := $(CURDIR)/internal/nodebin/bin
+RUNC_VERSION        := v1.5.2
+CONTAINERD_VERSION  := v2.4.2
+CNI_PLUGINS_VERSION := v1.10.0
+CNI_PLUGINS         := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
+
 .PHONY: all build deps run test unit e2e bench clean
 all: build
 
 build: bin/k1s
 
 # Always hand the build to go: its cache decides what is stale.
-bin/k1s: FORCE
+bin/k1s: nodebin FORCE
 	$(GO) build -trimpath -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o $@ .
 	ln -sf k1s bin/kubectl
 FORCE:
+
+.PHONY: nodebin
+nodebin:
+	GOBIN=$(NODEBIN) $(GO) install -trimpath -ldflags "-s -w" -tags "seccomp urfave_cli_no_docs" github.com/opencontainers/runc@$(RUNC_VERSION)
+	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" -tags no_grpc github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
+	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" $(addprefix github.com/containernetworking/plugins/,$(addsuffix @$(CNI_PLUGINS_VERSION),$(CNI_PLUGINS)))
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./internal/pause
 
 # Installs what a fresh Debian machine lacks (needs root).
 deps:

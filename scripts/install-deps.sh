@@ -17,8 +17,9 @@ fi
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # cgo (SQLite) needs a C compiler; the PostgreSQL datastore test needs a
-# server; test images are built from busybox-static.
-for pkg in gcc libc6-dev make git postgresql ca-certificates busybox-static; do
+# server; test images are built from busybox-static; runc needs libseccomp;
+# the node writes iptables rules.
+for pkg in gcc libc6-dev libseccomp-dev make git postgresql ca-certificates busybox-static iptables; do
 	have "$pkg" || need+=("$pkg")
 done
 

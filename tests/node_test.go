@@ -16,17 +16,26 @@ import (
 	"github.com/k1s-io/k1s/tests/images"
 )
 
-// startNodeServer prepares a server with its own node; the caller starts it.
-// Cleanup stops it and removes any containerd or mount it left behind.
+// newNodeServer prepares a server with its own node; the caller starts it.
+// When the test ends (after the server is stopped), the host is cleaned
+// with k1s-killall.sh and checked, and ip_forward is restored.
 func newNodeServer(t *testing.T, extra ...string) *harness.Server {
 	t.Helper()
 	s, err := harness.NewNodeServer(t.TempDir(), extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	forward, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 	t.Cleanup(func() {
-		if did := s.CleanupNode(); len(did) > 0 {
-			t.Errorf("node left state behind: %v", did)
+		out, err := s.Killall()
+		if err != nil {
+			t.Errorf("k1s-killall.sh: %v\n%s", err, out)
+		}
+		if left := harness.HostLeftovers(s.Dir); len(left) > 0 {
+			t.Errorf("host state left after k1s-killall.sh: %v\n%s", left, out)
+		}
+		if len(forward) > 0 {
+			_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", forward, 0o644)
 		}
 	})
 	return s
@@ -90,12 +99,6 @@ func TestAirgapImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, s.Log(), "0 imported, 2 already present, 1 failed", "restart skips imported tarballs")
-	if err := s.Stop(90 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if m := harness.MountsBelow(s.Dir); len(m) > 0 {
-		t.Fatalf("mounts left after stop: %v", m)
-	}
 }
 
 // TestContainerdLeftoverIsReplaced: a containerd left running by a k1s

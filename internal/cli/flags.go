@@ -94,5 +94,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.list("kube-scheduler-arg", "extra kube-scheduler flag as key=value (repeatable)", &cfg.ExtraSchedulerArgs)
 	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
+	b.str("node-name", "name of this node (default: the hostname)", &cfg.NodeName, "")
+	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", &cfg.ExtraKubeletArgs)
 	return b
 }

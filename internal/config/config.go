@@ -85,6 +85,10 @@ type Server struct {
 
 	DisableAgent bool
 	Debug        bool
+
+	// Node settings, for the server's own node.
+	NodeName         string
+	ExtraKubeletArgs []string
 }
 
 // Paths under the data dir. Everything k1s server writes lives below ServerDir,
@@ -234,7 +238,7 @@ func (s *Server) Validate() error {
 			return fmt.Errorf("--token-file %s is empty", s.TokenFile)
 		}
 	}
-	for _, args := range [][]string{s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs} {
+	for _, args := range [][]string{s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs, s.ExtraKubeletArgs} {
 		for _, a := range args {
 			if k, _, ok := strings.Cut(a, "="); !ok || strings.TrimLeft(k, "-") == "" {
 				return fmt.Errorf("invalid component argument %q: want key=value, e.g. --kube-apiserver-arg=v=2", a)

@@ -18,6 +18,9 @@ type Config struct {
 	CNIBinDir           string
 	CNIConfDir          string
 	RegistryConfigDir   string // <host>/hosts.toml files
+	RuncPath            string
+	ShimPath            string
+	RunDir              string // runc's state lives below it
 	// RestrictOOMScoreAdj is needed when the process may not lower
 	// oom_score_adj (no CAP_SYS_RESOURCE): otherwise every sandbox fails.
 	RestrictOOMScoreAdj bool
@@ -66,7 +69,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.internal.v1.
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      runtime_path = {{q .ShimPath}}
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = {{q .RuncPath}}
+        Root = {{q (printf "%s/runc" .RunDir)}}
         SystemdCgroup = {{.SystemdCgroup}}
 `))
 

@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -107,7 +108,31 @@ func importFile(ctx context.Context, cl *ctrd.Client, path string) ([]string, er
 		return nil, err
 	}
 	defer f.Close()
-	r, err := compression.DecompressStream(f)
+	return importReader(ctx, cl, f)
+}
+
+// EnsureImage imports the tarball that build returns unless ref is
+// already in containerd.
+func EnsureImage(ctx context.Context, socket, ref string, build func() ([]byte, error)) (bool, error) {
+	cl, err := ctrd.New(socket, ctrd.WithDefaultNamespace(Namespace), ctrd.WithTimeout(5*time.Second))
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	if imagesPresent(ctx, cl, []string{ref}) {
+		return false, nil
+	}
+	data, err := build()
+	if err != nil {
+		return false, err
+	}
+	_, err = importReader(ctx, cl, bytes.NewReader(data))
+	return err == nil, err
+}
+
+func importReader(ctx context.Context, cl *ctrd.Client, in io.Reader) ([]string, error) {
+	r, err := compression.DecompressStream(in)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ type Executor interface {
 	APIServer(ctx context.Context, args []string) error
 	Scheduler(ctx context.Context, args []string) error
 	ControllerManager(ctx context.Context, args []string) error
+	Kubelet(ctx context.Context, args []string) error
 }
 
 // Embedded runs the components as goroutines of this process.

@@ -163,3 +163,55 @@ func dedupeIPs(in []net.IP) []net.IP {
 	}
 	return out
 }
+
+// NodeFiles are a node's kubelet credentials.
+type NodeFiles struct {
+	Dir string
+}
+
+func (n NodeFiles) ClientCert() string  { return filepath.Join(n.Dir, "client-kubelet.crt") }
+func (n NodeFiles) ClientKey() string   { return filepath.Join(n.Dir, "client-kubelet.key") }
+func (n NodeFiles) ServingCert() string { return filepath.Join(n.Dir, "serving-kubelet.crt") }
+func (n NodeFiles) ServingKey() string  { return filepath.Join(n.Dir, "serving-kubelet.key") }
+func (n NodeFiles) Kubeconfig() string  { return filepath.Join(n.Dir, "kubelet.kubeconfig") }
+
+// EnsureNode issues the kubelet's client certificate (system:node:<name> in
+// system:nodes, as the Node authorizer expects) and its serving certificate
+// (trusted by the apiserver through the server CA), from the CAs in f, and
+// writes the kubelet's kubeconfig. The server uses it for its own node.
+func EnsureNode(f Files, dir, nodeName, nodeIP, apiURL string, now time.Time) ([]Event, error) {
+	client, _, err := loadOrCreateCA(f.Dir, "client-ca", "", now)
+	if err != nil {
+		return nil, err
+	}
+	server, _, err := loadOrCreateCA(f.Dir, "server-ca", "", now)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var events []Event
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	if ip := net.ParseIP(nodeIP); ip != nil {
+		ips = append(ips, ip)
+	}
+	for _, l := range []*leaf{
+		{name: "client-kubelet", ca: client, cn: "system:node:" + nodeName, orgs: []string{"system:nodes"}, client: true},
+		{name: "serving-kubelet", ca: server, cn: nodeName, server: true, dnsNames: []string{nodeName, "localhost"}, ips: dedupeIPs(ips)},
+	} {
+		ev, err := ensureLeaf(dir, l, now)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", l.name, err)
+		}
+		if ev != nil {
+			events = append(events, *ev)
+		}
+	}
+	n := NodeFiles{Dir: dir}
+	data, err := kubeconfig(apiURL, "kubelet", nil, f.ServerCA(), n.ClientCert(), n.ClientKey(), false)
+	if err != nil {
+		return nil, err
+	}
+	return events, writeFileAtomic(n.Kubeconfig(), data, 0o600)
+}

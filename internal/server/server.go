@@ -34,7 +34,7 @@ const (
 func Run(ctx context.Context, cfg *config.Server) error {
 	log := setupLogging(cfg.Debug)
 	if !cfg.DisableAgent {
-		log.Warn("the node is incomplete in this build: containerd and image import run, the kubelet does not yet, so Pods stay Pending")
+		log.Warn("the node is incomplete in this build: there is no kube-proxy yet, so Service IPs do not answer")
 	}
 	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
@@ -78,10 +78,14 @@ func (r *run) steps() []pipeline.Step {
 		{Name: "datastore", Run: r.datastore},
 		{Name: "pki", Run: r.certificates},
 		{Name: "kube-apiserver", Run: r.apiserver},
+		{Name: "rbac", Run: func(ctx context.Context) error { return control.EnsureRBAC(ctx, r.pki.Files) }},
 		{Name: "controllers", Run: r.controllers},
 	}
 	if !r.cfg.DisableAgent {
-		steps = append(steps, node.Steps(r.cfg, r.sup, r.log)...)
+		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
+			// The node needs the PKI, known only once that step ran.
+			return pipeline.Run(ctx, r.log, node.New(r.cfg, r.pki.Files, r.exec, r.sup, r.log).Steps())
+		}})
 	}
 	return steps
 }
@@ -143,9 +147,14 @@ func (r *run) controllers(ctx context.Context) error {
 // shutdown stops clients before the apiserver (whose graceful shutdown
 // waits for them), and the apiserver before the datastore.
 func (r *run) shutdown() {
+	// The kubelet first (it talks to containerd), then containerd; the
+	// containers themselves keep running.
+	r.sup.Stop(r.log, 30*time.Second, "kubelet")
 	r.sup.Stop(r.log, 30*time.Second, "containerd")
 	r.sup.Stop(r.log, 15*time.Second, "kube-controller-manager", "kube-scheduler")
-	r.sup.Stop(r.log, 60*time.Second, "kube-apiserver")
+	// The apiserver drains in-flight requests; leftover kubelet goroutines
+	// may keep some open, so do not wait long before closing the datastore.
+	r.sup.Stop(r.log, 15*time.Second, "kube-apiserver")
 	if r.store != nil {
 		if err := r.store.Stop(10 * time.Second); err != nil {
 			r.log.Warn(err)

@@ -115,7 +115,7 @@ func newServer(dir string, node bool, extra ...string) (*Server, error) {
 	}, extra...)
 	if node {
 		s.RunDir = filepath.Join(dir, "run")
-		s.Args = append(s.Args, "--run-dir", s.RunDir)
+		s.Args = append(s.Args, "--run-dir", s.RunDir, "--kubelet-arg=root-dir="+s.KubeletDir())
 	} else {
 		s.Args = append(s.Args, "--disable-agent")
 	}
@@ -285,26 +285,41 @@ func (s *Server) ContainerdSocket() string {
 	return filepath.Join(s.RunDir, "containerd", "containerd.sock")
 }
 
-// CleanupNode stops a containerd that a killed server left behind (by the
-// PID k1s recorded) and unmounts whatever is still mounted below s.Dir.
-func (s *Server) CleanupNode() []string {
-	var did []string
-	if s.RunDir != "" {
-		if b, err := os.ReadFile(filepath.Join(s.RunDir, "containerd", "k1s-containerd.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-				if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmdline), s.Dir) {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-					did = append(did, fmt.Sprintf("killed containerd PID %d", pid))
-				}
+// KubeletDir is the kubelet root dir the harness gives node servers.
+func (s *Server) KubeletDir() string { return filepath.Join(s.Dir, "kubelet") }
+
+// Killall runs scripts/k1s-killall.sh for this server's directories: it
+// stops the containers, shims and containerd the server left and removes
+// its mounts, bridge, iptables chains and Pod cgroups.
+func (s *Server) Killall() (string, error) {
+	script := filepath.Join(filepath.Dir(filepath.Dir(Bin())), "scripts", "k1s-killall.sh")
+	cmd := exec.Command("bash", script)
+	cmd.Env = Env("K1S_DATA_DIR="+s.DataDir, "K1S_RUN_DIR="+s.RunDir, "K1S_KUBELET_DIR="+s.KubeletDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// HostLeftovers lists node state still on the host: mounts below Dir, the
+// Pod bridge, KUBE-/CNI- iptables chains, Pod cgroups.
+func HostLeftovers(dir string) []string {
+	var left []string
+	for _, m := range MountsBelow(dir) {
+		left = append(left, "mount "+m)
+	}
+	if _, err := os.Stat("/sys/class/net/k1s0"); err == nil {
+		left = append(left, "bridge k1s0")
+	}
+	if out, err := exec.Command("iptables-save").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, ":KUBE-") || strings.HasPrefix(l, ":CNI-") {
+				left = append(left, "iptables chain "+strings.Fields(l)[0][1:])
 			}
 		}
 	}
-	for _, m := range MountsBelow(s.Dir) {
-		if err := syscall.Unmount(m, syscall.MNT_DETACH); err == nil {
-			did = append(did, "unmounted "+m)
-		}
+	if m, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(m) > 0 {
+		left = append(left, "cgroups "+strings.Join(m, " "))
 	}
-	return did
+	return left
 }
 
 // MountsBelow lists mount points below dir, deepest first.
@@ -316,7 +331,7 @@ func MountsBelow(dir string) []string {
 	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+		if len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
 			out = append(out, f[1])
 		}
 	}

@@ -1,0 +1,54 @@
+package node
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+)
+
+// BridgeName is the Linux bridge k1s's CNI config puts Pods on.
+const BridgeName = "k1s0"
+
+// cniConfig is the node's CNI network: a bridge with host-local addresses
+// from the node's Pod CIDR, masquerading traffic that leaves it, and
+// portmap for hostPort.
+func cniConfig(podCIDR string) ([]byte, error) {
+	return json.MarshalIndent(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       "k1s",
+		"plugins": []any{
+			map[string]any{
+				"type":        "bridge",
+				"bridge":      BridgeName,
+				"isGateway":   true,
+				"ipMasq":      true,
+				"hairpinMode": true,
+				"ipam": map[string]any{
+					"type":   "host-local",
+					"ranges": [][]map[string]string{{{"subnet": podCIDR}}},
+					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
+		},
+	}, "", "  ")
+}
+
+func writeCNIConfig(dir, podCIDR string) error {
+	data, err := cniConfig(podCIDR)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "10-k1s.conflist")
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
