@@ -41,7 +41,7 @@ func Busybox(path, ref string, cmd ...string) error {
 	if _, err := tw.Write(bin); err != nil {
 		return err
 	}
-	for _, applet := range []string{"sh", "sleep", "echo", "cat", "ls", "wget", "nslookup", "httpd", "nc", "true", "false", "hostname", "env"} {
+	for _, applet := range []string{"sh", "sleep", "echo", "cat", "ls", "touch", "mkdir", "rm", "test", "wget", "nslookup", "httpd", "nc", "true", "false", "hostname", "env", "ps", "date"} {
 		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}); err != nil {
 			return err
 		}
