@@ -114,10 +114,18 @@ func nodeStart() (nodeReady, podRunning time.Duration, err error) {
 	if err := s.WaitReady(2 * time.Minute); err != nil {
 		return 0, 0, err
 	}
-	if _, err := s.Kubectl("run", "first", "--image="+benchImage, "--image-pull-policy=Never"); err != nil {
-		return 0, 0, err
-	}
 	deadline := time.Now().Add(3 * time.Minute)
+	// Creating a Pod works once the controller-manager made the default ServiceAccount.
+	for {
+		_, err := s.Kubectl("run", "first", "--image="+benchImage, "--image-pull-policy=Never")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for time.Now().Before(deadline) {
 		if nodeReady == 0 {
 			out, _ := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}`)
