@@ -310,7 +310,6 @@ spec:
 	})
 }
 
-
 func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err

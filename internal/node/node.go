@@ -155,7 +155,12 @@ func (n *Node) kubelet(ctx context.Context) error {
 		n.log.Infof("%s %s", ev.Action, ev.Name)
 	}
 	cfgPath := filepath.Join(n.cfg.AgentDir(), "etc", "kubelet.yaml")
-	if err := writeKubeletConfig(cfgPath, kubeletConfig(n.cfg, n.tls, files)); err != nil {
+	kc := kubeletConfig(n.cfg, n.tls, files)
+	if err := writeKubeletConfig(cfgPath, kc); err != nil {
+		return err
+	}
+	// The kubelet polls this folder and logs every second while it is missing.
+	if err := os.MkdirAll(kc["staticPodPath"].(string), 0o700); err != nil {
 		return err
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", n.tls.AdminKubeconfig())

@@ -39,9 +39,15 @@ var ErrExited = errors.New("exited unexpectedly")
 // Supervisor tracks long-running components. The first one to fail is
 // reported on Failed(); Stop cancels components in reverse start order.
 type Supervisor struct {
-	mu     sync.Mutex
-	comps  []*component
-	failed chan error
+	mu       sync.Mutex
+	comps    []*component
+	failed   chan error
+	failures []failure
+}
+
+type failure struct {
+	order int // start order of the component
+	err   error
 }
 
 type component struct {
@@ -60,6 +66,7 @@ func (s *Supervisor) Go(name string, run func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &component{name: name, cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
+	order := len(s.comps)
 	s.comps = append(s.comps, c)
 	s.mu.Unlock()
 	go func() {
@@ -71,8 +78,12 @@ func (s *Supervisor) Go(name string, run func(ctx context.Context) error) {
 		if err == nil {
 			err = ErrExited
 		}
+		err = fmt.Errorf("%s: %w", name, err)
+		s.mu.Lock()
+		s.failures = append(s.failures, failure{order, err})
+		s.mu.Unlock()
 		select {
-		case s.failed <- fmt.Errorf("%s: %w", name, err):
+		case s.failed <- err:
 		default:
 		}
 	}()
@@ -80,6 +91,25 @@ func (s *Supervisor) Go(name string, run func(ctx context.Context) error) {
 
 // Failed delivers the first component failure.
 func (s *Supervisor) Failed() <-chan error { return s.failed }
+
+// Cause waits settle for failures that follow from the first one (a
+// kubelet losing containerd, say), then returns the failure of the
+// component started earliest: the one the others depend on.
+func (s *Supervisor) Cause(settle time.Duration) error {
+	time.Sleep(settle)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failures) == 0 {
+		return nil
+	}
+	first := s.failures[0]
+	for _, f := range s.failures[1:] {
+		if f.order < first.order {
+			first = f
+		}
+	}
+	return first.err
+}
 
 // Wait blocks until cond is true, polling every interval; it gives up when
 // ctx ends, a component fails, or timeout passes, and says which.

@@ -91,3 +91,15 @@ func TestStopIsNotAFailureAndGoesInReverseOrder(t *testing.T) {
 	default:
 	}
 }
+
+func TestCauseIsTheEarliestStartedFailure(t *testing.T) {
+	s := NewSupervisor()
+	base := make(chan struct{})
+	s.Go("runtime", func(context.Context) error { <-base; return errors.New("killed") })
+	s.Go("agent", func(context.Context) error { return errors.New("lost the runtime") })
+	<-s.Failed() // the dependent component fails first
+	close(base)
+	if err := s.Cause(200 * time.Millisecond); err == nil || err.Error() != "runtime: killed" {
+		t.Fatalf("Cause() = %v, want the runtime's failure", err)
+	}
+}

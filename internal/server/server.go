@@ -59,8 +59,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 		return nil
-	case err := <-r.sup.Failed():
-		return err
+	case <-r.sup.Failed():
+		return r.sup.Cause(time.Second)
 	}
 }
 
