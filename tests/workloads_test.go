@@ -105,7 +105,7 @@ spec:
 		if _, err := s.Kubectl("delete", "pod", "probes", "--wait=true", "--timeout=50s"); err != nil {
 			t.Fatal(err)
 		}
-		if b, err := readFile(s.Dir + "/prestop/marker"); err != nil || strings.TrimSpace(b) != "stopped" {
+		if b, err := os.ReadFile(s.Dir + "/prestop/marker"); err != nil || strings.TrimSpace(string(b)) != "stopped" {
 			t.Fatalf("preStop marker: %q %v", b, err)
 		}
 	})
@@ -308,9 +308,4 @@ spec:
 		waitFor(t, s, 2*time.Minute, "daemonset on every node", []string{"daemonset", "agent", "-o", "jsonpath={.status.numberReady}"},
 			equals(strconv.Itoa(len(strings.Fields(nodes)))))
 	})
-}
-
-func readFile(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	return string(b), err
 }

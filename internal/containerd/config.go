@@ -2,7 +2,6 @@ package containerd
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,5 +113,3 @@ func HasCapSysResource() bool {
 	}
 	return false
 }
-
-func (c Config) String() string { return fmt.Sprintf("containerd at %s", c.Socket) }

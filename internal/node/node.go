@@ -64,6 +64,7 @@ func ContainerdConfig(cfg *config.Server) containerd.Config {
 // Node runs the steps of one node.
 type Node struct {
 	cfg  *config.Server
+	pki  *pki.Result
 	tls  pki.Files
 	exec executor.Executor
 	sup  *pipeline.Supervisor
@@ -74,9 +75,9 @@ type Node struct {
 }
 
 // New prepares a node that reports to the cluster with the admin
-// kubeconfig of tls (the server's own node).
-func New(cfg *config.Server, tls pki.Files, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
-	return &Node{cfg: cfg, tls: tls, exec: exec, sup: sup, log: log, cc: ContainerdConfig(cfg)}
+// kubeconfig and CAs of res (the server's own node).
+func New(cfg *config.Server, res *pki.Result, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
+	return &Node{cfg: cfg, pki: res, tls: res.Files, exec: exec, sup: sup, log: log, cc: ContainerdConfig(cfg)}
 }
 
 // Steps are the node's start-up steps.
@@ -147,7 +148,7 @@ func (n *Node) images(ctx context.Context) error {
 
 func (n *Node) kubelet(ctx context.Context) error {
 	files := pki.NodeFiles{Dir: filepath.Join(n.cfg.AgentDir(), "pki")}
-	events, err := pki.EnsureNode(n.tls, files.Dir, n.name, n.cfg.AdvertiseAddress, n.cfg.APIServerURL(), time.Now())
+	events, err := pki.EnsureNode(n.pki, files.Dir, n.name, n.cfg.AdvertiseAddress, n.cfg.APIServerURL(), time.Now())
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,7 +148,7 @@ func (s *Supervisor) Stop(log logrus.FieldLogger, timeout time.Duration, names .
 	s.mu.Unlock()
 	for i := len(comps) - 1; i >= 0; i-- {
 		c := comps[i]
-		if len(names) > 0 && !contains(names, c.name) {
+		if len(names) > 0 && !slices.Contains(names, c.name) {
 			continue
 		}
 		c.cancel()
@@ -158,13 +159,4 @@ func (s *Supervisor) Stop(log logrus.FieldLogger, timeout time.Duration, names .
 			log.Warnf("%s did not stop within %s", c.name, timeout)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

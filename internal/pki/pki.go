@@ -50,9 +50,10 @@ func (f Files) ControllerKubeconfig() string {
 
 // Result is what Ensure produced.
 type Result struct {
-	Files  Files
-	Token  string
-	Events []Event
+	Files              Files
+	ServerCA, ClientCA *CA
+	Token              string
+	Events             []Event
 }
 
 // Ensure creates or renews every credential the server needs, writes the
@@ -116,6 +117,7 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 		return nil, err
 	}
 	res.Token = token
+	res.ServerCA, res.ClientCA = cas["server-ca"], cas["client-ca"]
 	return res, nil
 }
 
@@ -179,15 +181,8 @@ func (n NodeFiles) Kubeconfig() string  { return filepath.Join(n.Dir, "kubelet.k
 // system:nodes, as the Node authorizer expects) and its serving certificate
 // (trusted by the apiserver through the server CA), from the CAs in f, and
 // writes the kubelet's kubeconfig. The server uses it for its own node.
-func EnsureNode(f Files, dir, nodeName, nodeIP, apiURL string, now time.Time) ([]Event, error) {
-	client, _, err := loadOrCreateCA(f.Dir, "client-ca", "", now)
-	if err != nil {
-		return nil, err
-	}
-	server, _, err := loadOrCreateCA(f.Dir, "server-ca", "", now)
-	if err != nil {
-		return nil, err
-	}
+func EnsureNode(res *Result, dir, nodeName, nodeIP, apiURL string, now time.Time) ([]Event, error) {
+	f, client, server := res.Files, res.ClientCA, res.ServerCA
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

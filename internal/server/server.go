@@ -84,7 +84,7 @@ func (r *run) steps() []pipeline.Step {
 	if !r.cfg.DisableAgent {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
 			// The node needs the PKI, known only once that step ran.
-			return pipeline.Run(ctx, r.log, node.New(r.cfg, r.pki.Files, r.exec, r.sup, r.log).Steps())
+			return pipeline.Run(ctx, r.log, node.New(r.cfg, r.pki, r.exec, r.sup, r.log).Steps())
 		}})
 	}
 	return steps

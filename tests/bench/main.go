@@ -69,18 +69,28 @@ func run(bin, out string, starts int, settle, window time.Duration) error {
 	return os.WriteFile(out, []byte(r), 0o644)
 }
 
-// newNode prepares a node server with the test busybox image in its
-// air-gap folder.
-func newNode(dir string) (*harness.Server, error) {
-	s, err := harness.NewNodeServer(dir)
+// prepare makes a server (not started) in a temp dir of its own; a node
+// server gets the bench busybox image in its air-gap folder. cleanup
+// removes the dir.
+func prepare(node bool) (s *harness.Server, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "k1s-bench-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	imgDir := filepath.Join(s.DataDir, "agent", "images")
-	if err := os.MkdirAll(imgDir, 0o700); err != nil {
-		return nil, err
+	cleanup = func() { os.RemoveAll(dir) }
+	if !node {
+		s, err = harness.NewServer(dir)
+	} else if s, err = harness.NewNodeServer(dir); err == nil {
+		imgDir := filepath.Join(s.DataDir, "agent", "images")
+		if err = os.MkdirAll(imgDir, 0o700); err == nil {
+			err = images.Busybox(filepath.Join(imgDir, "busybox.tar"), benchImage, "sleep", "3600")
+		}
 	}
-	return s, images.Busybox(filepath.Join(imgDir, "busybox.tar"), benchImage, "sleep", "3600")
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return s, cleanup, nil
 }
 
 const benchImage = "docker.io/k1s-bench/busybox:1"
@@ -97,15 +107,11 @@ func stopNode(s *harness.Server) {
 // nodeStart times an empty data dir to node Ready, and to a first Pod
 // (created as soon as the API answers) Running.
 func nodeStart() (nodeReady, podRunning time.Duration, err error) {
-	dir, err := os.MkdirTemp("", "k1s-bench-")
+	s, cleanup, err := prepare(true)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer os.RemoveAll(dir)
-	s, err := newNode(dir)
-	if err != nil {
-		return 0, 0, err
-	}
+	defer cleanup()
 	t0 := time.Now()
 	if err := s.Start(); err != nil {
 		return 0, 0, err
@@ -149,15 +155,11 @@ func nodeStart() (nodeReady, podRunning time.Duration, err error) {
 
 // nodeIdle measures k1s, its containerd and the shims of one running Pod.
 func nodeIdle(settle, window time.Duration) (rssMB, cpuPct float64, err error) {
-	dir, err := os.MkdirTemp("", "k1s-bench-")
+	s, cleanup, err := prepare(true)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer os.RemoveAll(dir)
-	s, err := newNode(dir)
-	if err != nil {
-		return 0, 0, err
-	}
+	defer cleanup()
 	if err := s.Start(); err != nil {
 		return 0, 0, err
 	}
@@ -236,15 +238,11 @@ func nodeReport(nodeReady, podRunning []time.Duration, rss, cpu float64, settle,
 
 // coldStart times an empty data dir to /readyz ok.
 func coldStart() (time.Duration, error) {
-	dir, err := os.MkdirTemp("", "k1s-bench-")
+	s, cleanup, err := prepare(false)
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
-	s, err := harness.NewServer(dir)
-	if err != nil {
-		return 0, err
-	}
+	defer cleanup()
 	t0 := time.Now()
 	if err := s.Start(); err != nil {
 		return 0, err
@@ -259,15 +257,11 @@ func coldStart() (time.Duration, error) {
 // idle starts a server, lets it settle, then reads its RSS and its CPU use
 // over window.
 func idle(settle, window time.Duration) (rssMB, cpuPct float64, err error) {
-	dir, err := os.MkdirTemp("", "k1s-bench-")
+	s, cleanup, err := prepare(false)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer os.RemoveAll(dir)
-	s, err := harness.NewServer(dir)
-	if err != nil {
-		return 0, 0, err
-	}
+	defer cleanup()
 	if err := s.Start(); err != nil {
 		return 0, 0, err
 	}
