@@ -24,6 +24,7 @@ NODEBIN             := $(CURDIR)/internal/nodebin/bin
 RUNC_VERSION        := v1.5.2
 CONTAINERD_VERSION  := v2.4.2
 CNI_PLUGINS_VERSION := v1.10.0
+CRI_TOOLS_VERSION   := v1.37.0
 CNI_PLUGINS         := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
 
 .PHONY: all build deps run test unit e2e bench clean
@@ -42,6 +43,7 @@ nodebin:
 	GOBIN=$(NODEBIN) $(GO) install -trimpath -ldflags "-s -w" -tags "seccomp urfave_cli_no_docs" github.com/opencontainers/runc@$(RUNC_VERSION)
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" -tags no_grpc github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" $(addprefix github.com/containernetworking/plugins/,$(addsuffix @$(CNI_PLUGINS_VERSION),$(CNI_PLUGINS)))
+	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./internal/pause
 
 # Installs what a fresh Debian machine lacks (needs root).

@@ -15,9 +15,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/k1s-io/k1s/internal/agent"
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/containerd"
 	"github.com/k1s-io/k1s/internal/kubectl"
+	"github.com/k1s-io/k1s/internal/nodebin"
 	"github.com/k1s-io/k1s/internal/server"
 	"github.com/k1s-io/k1s/internal/version"
 )
@@ -27,6 +29,27 @@ var multicall = map[string]func(args []string) int{
 	"kubectl":    kubectl.Main,
 	"ctr":        containerd.CtrMain,
 	"containerd": containerd.DaemonMain,
+	"crictl":     crictlMain,
+}
+
+// crictlMain runs the embedded crictl against k1s's containerd unless an
+// endpoint is given.
+func crictlMain(args []string) int {
+	ep := os.Getenv("CONTAINER_RUNTIME_ENDPOINT")
+	if ep == "" {
+		ep = "unix://" + containerd.DefaultSocket
+		os.Setenv("CONTAINER_RUNTIME_ENDPOINT", ep)
+	}
+	if os.Getenv("IMAGE_SERVICE_ENDPOINT") == "" {
+		os.Setenv("IMAGE_SERVICE_ENDPOINT", ep)
+	}
+	// Without a config file crictl warns on every call; an empty one is valid.
+	if _, err := os.Stat("/etc/crictl.yaml"); err != nil && os.Getenv("CRI_CONFIG_FILE") == "" {
+		os.Setenv("CRI_CONFIG_FILE", "/dev/null")
+	}
+	err := nodebin.Exec("crictl", args)
+	fmt.Fprintln(os.Stderr, "k1s crictl:", err)
+	return 1
 }
 
 // Main runs k1s with the given argv and returns the process exit code.
@@ -61,6 +84,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError:              usageError,
 		Commands: []*cli.Command{
 			serverCommand(),
+			agentCommand(),
 			{
 				Name:            "kubectl",
 				Usage:           "run the embedded kubectl (uses the admin kubeconfig when KUBECONFIG is unset)",
@@ -107,6 +131,32 @@ func serverCommand() *cli.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			return server.Run(ctx, cfg)
+		},
+	}
+}
+
+func agentCommand() *cli.Command {
+	cfg := &config.Agent{}
+	flags := agentFlags(cfg)
+	return &cli.Command{
+		Name:         "agent",
+		Usage:        "run a worker node that joins a k1s server (--server URL --token TOKEN)",
+		Flags:        flags.flags,
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q: k1s agent takes only flags (run 'k1s agent --help')", c.Args().First())
+			}
+			if err := applyConfigFile(c, cfg.ConfigFile, c.IsSet("config")); err != nil {
+				return err
+			}
+			flags.collect(c)
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return agent.Run(ctx, cfg)
 		},
 	}
 }
