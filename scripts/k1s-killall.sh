@@ -9,6 +9,7 @@
 # state), never by name. Override the paths for a non-default install:
 #   K1S_DATA_DIR (/var/lib/k1s)  K1S_RUN_DIR (/run/k1s)
 #   K1S_KUBELET_DIR (/var/lib/kubelet)  K1S_BRIDGE (k1s0)
+#   K1S_CGROUP_ROOT (the kubelet's --cgroup-root, if one was given)
 set -u
 [ "$(id -u)" = 0 ] || { echo "k1s-killall: run as root" >&2; exit 1; }
 
@@ -16,6 +17,8 @@ data=${K1S_DATA_DIR:-/var/lib/k1s}
 run=${K1S_RUN_DIR:-/run/k1s}
 kubelet=${K1S_KUBELET_DIR:-/var/lib/kubelet}
 bridge=${K1S_BRIDGE:-k1s0}
+cgroot=${K1S_CGROUP_ROOT:-}
+cgroot=${cgroot#/}
 data=$(readlink -m "$data"); run=$(readlink -m "$run"); kubelet=$(readlink -m "$kubelet")
 
 # pids_by_path prints PIDs whose command line or executable lies below one of the paths.
@@ -87,12 +90,23 @@ if command -v iptables-save >/dev/null 2>&1; then
 		fi
 	done
 fi
+# kube-proxy's nftables mode keeps its rules in tables of its own.
+if command -v nft >/dev/null 2>&1; then
+	for fam in ip ip6; do
+		nft delete table "$fam" kube-proxy 2>/dev/null && echo "k1s-killall: deleted nftables table $fam kube-proxy"
+	done
+fi
 
 # 5. Pod cgroups (cgroupfs driver): remove the kubepods tree in every hierarchy.
-for root in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+for root in /sys/fs/cgroup/*/${cgroot:+$cgroot/}kubepods /sys/fs/cgroup/${cgroot:+$cgroot/}kubepods; do
 	[ -d "$root" ] || continue
 	find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
 done
+if [ -n "$cgroot" ]; then
+	for d in /sys/fs/cgroup/*/"$cgroot" /sys/fs/cgroup/"$cgroot"; do
+		[ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+	done
+fi
 
 # 6. CNI state of the k1s network (host-local leases, cached results).
 rm -rf /var/lib/cni/networks/k1s /var/lib/cni/results/k1s-* 2>/dev/null

@@ -31,6 +31,11 @@ func (b *binder) str(name, usage string, dst *string, value string, aliases ...s
 	b.flags = append(b.flags, &cli.StringFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
 }
 
+// strEnv is str with an environment variable of another name.
+func (b *binder) strEnv(name, env, usage string, dst *string, aliases ...string) {
+	b.flags = append(b.flags, &cli.StringFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: []string{env}, Destination: dst})
+}
+
 func (b *binder) int(name, usage string, dst *int, value int) {
 	b.flags = append(b.flags, &cli.IntFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
 }
@@ -94,7 +99,38 @@ func serverFlags(cfg *config.Server) *binder {
 	b.list("kube-scheduler-arg", "extra kube-scheduler flag as key=value (repeatable)", &cfg.ExtraSchedulerArgs)
 	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
-	b.str("node-name", "name of this node (default: the hostname)", &cfg.NodeName, "")
-	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", &cfg.ExtraKubeletArgs)
+	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
+		"IP this node registers with (default: --advertise-address)")
+	return b
+}
+
+// nodeTargets are where the node flags land, in a server's or an agent's config.
+type nodeTargets struct {
+	name, ip                               *string
+	labels, taints, kubeletArgs, proxyArgs *[]string
+}
+
+// nodeFlags declares the flags a server and an agent share for their node.
+func nodeFlags(b *binder, t nodeTargets, ipUsage string) {
+	b.str("node-name", "name of this node (default: the hostname)", t.name, "")
+	b.str("node-ip", ipUsage, t.ip, "")
+	b.list("node-label", "label key=value the node registers with (repeatable)", t.labels)
+	b.list("node-taint", "taint key=value:Effect the node registers with (repeatable)", t.taints)
+	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", t.kubeletArgs)
+	b.list("kube-proxy-arg", "extra kube-proxy flag as key=value, e.g. proxy-mode=nftables (repeatable)", t.proxyArgs)
+}
+
+// agentFlags declares every `k1s agent` flag, bound to cfg.
+func agentFlags(cfg *config.Agent) *binder {
+	b := &binder{}
+	b.str("config", "YAML config file; its keys are these flag names", &cfg.ConfigFile, config.DefaultConfigFile, "c")
+	b.bool("debug", "verbose logging", &cfg.Debug)
+	b.strEnv("server", "K1S_URL", "URL of a k1s server to join, e.g. https://10.0.0.1:6443", &cfg.ServerURL, "s")
+	b.str("token", "join token from the server's <data-dir>/server/token", &cfg.Token, "", "t")
+	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
+	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
+	b.str("run-dir", "directory for sockets and runtime state of the node", &cfg.RunDir, config.DefaultRunDir)
+	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
+		"IP this node registers with (default: this host's primary IP)")
 	return b
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -87,8 +86,29 @@ type Server struct {
 	Debug        bool
 
 	// Node settings, for the server's own node.
-	NodeName         string
-	ExtraKubeletArgs []string
+	NodeName           string
+	NodeIP             string
+	NodeLabels         []string
+	NodeTaints         []string
+	ExtraKubeletArgs   []string
+	ExtraKubeProxyArgs []string
+}
+
+// Node is the server's own node.
+func (s *Server) Node() Node {
+	ip := s.NodeIP
+	if ip == "" {
+		ip = s.AdvertiseAddress
+	}
+	return Node{
+		DataDir: s.DataDir, RunDir: s.RunDir,
+		Name: s.NodeName, IP: ip,
+		Labels: s.NodeLabels, Taints: s.NodeTaints,
+		KubeletArgs: s.ExtraKubeletArgs, ProxyArgs: s.ExtraKubeProxyArgs,
+		ClusterCIDR: s.ClusterCIDR, ServiceCIDR: s.ServiceCIDR,
+		ClusterDNS: s.ClusterDNS, ClusterDomain: s.ClusterDomain,
+		APIServerURL: s.APIServerURL(),
+	}
 }
 
 // Paths under the data dir. Everything k1s server writes lives below ServerDir,
@@ -99,19 +119,6 @@ func (s *Server) CredDir() string    { return filepath.Join(s.ServerDir(), "cred
 func (s *Server) DBDir() string      { return filepath.Join(s.ServerDir(), "db") }
 func (s *Server) TokenPath() string  { return filepath.Join(s.ServerDir(), "token") }
 func (s *Server) KineSocket() string { return filepath.Join(s.ServerDir(), "kine.sock") }
-
-// Node paths: persistent state under <data-dir>/agent, sockets and
-// runtime state under the run dir.
-func (s *Server) AgentDir() string       { return filepath.Join(s.DataDir, "agent") }
-func (s *Server) ImagesDir() string      { return filepath.Join(s.AgentDir(), "images") }
-func (s *Server) ContainerdRoot() string { return filepath.Join(s.AgentDir(), "containerd") }
-func (s *Server) ContainerdConfigDir() string {
-	return filepath.Join(s.AgentDir(), "etc", "containerd")
-}
-func (s *Server) ContainerdState() string { return filepath.Join(s.RunDir, "containerd") }
-func (s *Server) ContainerdSocket() string {
-	return filepath.Join(s.ContainerdState(), "containerd.sock")
-}
 
 // LoopbackHost is the address k1s itself uses to reach the apiserver.
 func (s *Server) LoopbackHost() string {
@@ -165,9 +172,8 @@ func (s *Server) Validate() error {
 	if s.RunDir, err = filepath.Abs(s.RunDir); err != nil {
 		return fmt.Errorf("--run-dir: %w", err)
 	}
-	// containerd's socket path must fit in a unix socket address (108 bytes).
-	if n := len(s.ContainerdSocket()); n > 100 {
-		return fmt.Errorf("--run-dir %s is too long for containerd's socket path (%d bytes): choose a shorter one", s.RunDir, n)
+	if err := checkRunDir(s.RunDir); err != nil {
+		return err
 	}
 	if s.BindAddress != "" && net.ParseIP(s.BindAddress) == nil {
 		return fmt.Errorf("invalid --bind-address %q: want an IP address such as 0.0.0.0", s.BindAddress)
@@ -238,12 +244,9 @@ func (s *Server) Validate() error {
 			return fmt.Errorf("--token-file %s is empty", s.TokenFile)
 		}
 	}
-	for _, args := range [][]string{s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs, s.ExtraKubeletArgs} {
-		for _, a := range args {
-			if k, _, ok := strings.Cut(a, "="); !ok || strings.TrimLeft(k, "-") == "" {
-				return fmt.Errorf("invalid component argument %q: want key=value, e.g. --kube-apiserver-arg=v=2", a)
-			}
-		}
+	if err := validateNode(s.NodeName, s.NodeIP, s.NodeLabels, s.NodeTaints,
+		s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs, s.ExtraKubeletArgs, s.ExtraKubeProxyArgs); err != nil {
+		return err
 	}
 	return s.Datastore.validate()
 }
@@ -267,6 +270,16 @@ func parseCIDR(flag, value, example string) (*net.IPNet, error) {
 		return nil, fmt.Errorf("invalid %s %q: host bits are set; did you mean %s?", flag, value, n.String())
 	}
 	return n, nil
+}
+
+// checkRunDir: containerd's socket path under the run dir must fit in a
+// unix socket address (108 bytes).
+func checkRunDir(dir string) error {
+	n := Node{RunDir: dir}
+	if l := len(n.ContainerdSocket()); l > 100 {
+		return fmt.Errorf("--run-dir %s is too long for containerd's socket path (%d bytes): choose a shorter one", dir, l)
+	}
+	return nil
 }
 
 func firstLine(s string) string {

@@ -3,9 +3,11 @@ package executor
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/flagz"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -40,7 +42,7 @@ func parse(component string, sets cliflag.NamedFlagSets, args []string) error {
 	return nil
 }
 
-func (embedded) APIServer(ctx context.Context, args []string) error {
+func (embedded) APIServer(ctx context.Context, args []string, front Front) error {
 	s := apiserveroptions.NewServerRunOptions()
 	sets := s.Flags()
 	s.Flagz = flagz.NamedFlagSetsReader{FlagSets: sets}
@@ -59,7 +61,43 @@ func (embedded) APIServer(ctx context.Context, args []string) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return utilerrors.NewAggregate(errs)
 	}
-	return apiserver.Run(ctx, completed)
+	return runAPIServer(ctx, completed, front)
+}
+
+// runAPIServer is upstream's app.Run with one addition: the outermost
+// (aggregator) handler chain is wrapped by front.
+func runAPIServer(ctx context.Context, opts apiserveroptions.CompletedOptions, front Front) error {
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return err
+		}
+		opts.InformerName = name
+	}
+	config, err := apiserver.NewConfig(opts)
+	if err != nil {
+		return err
+	}
+	if front != nil {
+		gc := config.Aggregator.GenericConfig
+		build := gc.BuildHandlerChainFunc
+		gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			return front(build(h, c))
+		}
+	}
+	completed, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := apiserver.CreateServerChain(completed)
+	if err != nil {
+		return err
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 func (embedded) Scheduler(ctx context.Context, args []string) error {

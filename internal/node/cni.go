@@ -12,7 +12,9 @@ const BridgeName = "k1s0"
 // cniConfig is the node's CNI network: a bridge with host-local addresses
 // from the node's Pod CIDR, masquerading traffic that leaves it, and
 // portmap for hostPort.
-func cniConfig(podCIDR string) ([]byte, error) {
+// Address leases live under the node's run dir, so two nodes on one
+// machine (tests) keep apart and a reboot, which ends the Pods, ends them.
+func cniConfig(podCIDR, ipamDir string) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "k1s",
@@ -24,7 +26,8 @@ func cniConfig(podCIDR string) ([]byte, error) {
 				"ipMasq":      true,
 				"hairpinMode": true,
 				"ipam": map[string]any{
-					"type":   "host-local",
+					"type":    "host-local",
+					"dataDir": ipamDir,
 					"ranges": [][]map[string]string{{{"subnet": podCIDR}}},
 					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
 				},
@@ -34,8 +37,8 @@ func cniConfig(podCIDR string) ([]byte, error) {
 	}, "", "  ")
 }
 
-func writeCNIConfig(dir, podCIDR string) error {
-	data, err := cniConfig(podCIDR)
+func writeCNIConfig(dir, podCIDR, ipamDir string) error {
+	data, err := cniConfig(podCIDR, ipamDir)
 	if err != nil {
 		return err
 	}

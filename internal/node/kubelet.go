@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,14 +14,14 @@ import (
 
 // kubeletConfig is the KubeletConfiguration k1s generates. Only what k1s
 // decides is set; the kubelet's own defaults fill the rest.
-func kubeletConfig(cfg *config.Server, tls pki.Files, node pki.NodeFiles) map[string]any {
+func kubeletConfig(cfg *config.Node, node pki.NodeFiles) map[string]any {
 	c := map[string]any{
 		"apiVersion": "kubelet.config.k8s.io/v1beta1",
 		"kind":       "KubeletConfiguration",
 		"authentication": map[string]any{
 			"anonymous": map[string]any{"enabled": false},
 			"webhook":   map[string]any{"enabled": true},
-			"x509":      map[string]any{"clientCAFile": tls.ClientCA()},
+			"x509":      map[string]any{"clientCAFile": node.ClientCA()},
 		},
 		"authorization":            map[string]any{"mode": "Webhook"},
 		"clusterDNS":               []string{cfg.ClusterDNS},
@@ -50,15 +49,21 @@ func kubeletConfig(cfg *config.Server, tls pki.Files, node pki.NodeFiles) map[st
 }
 
 // KubeletArgs are the kubelet flags; user --kubelet-arg values come last and win.
-func kubeletArgs(cfg *config.Server, configPath string, node pki.NodeFiles, name string) []string {
+func kubeletArgs(cfg *config.Node, configPath string, node pki.NodeFiles) []string {
 	args := []string{
 		"--config=" + configPath,
 		"--kubeconfig=" + node.Kubeconfig(),
-		"--hostname-override=" + name,
-		"--node-ip=" + cfg.AdvertiseAddress,
+		"--hostname-override=" + cfg.Name,
+		"--node-ip=" + cfg.IP,
 		"--cert-dir=" + node.Dir,
 	}
-	for _, a := range cfg.ExtraKubeletArgs {
+	if len(cfg.Labels) > 0 {
+		args = append(args, "--node-labels="+strings.Join(cfg.Labels, ","))
+	}
+	if len(cfg.Taints) > 0 {
+		args = append(args, "--register-with-taints="+strings.Join(cfg.Taints, ","))
+	}
+	for _, a := range cfg.KubeletArgs {
 		args = append(args, "--"+strings.TrimLeft(a, "-"))
 	}
 	return args
@@ -101,16 +106,4 @@ func hardNoFile() int64 {
 		return 0
 	}
 	return int64(r.Max)
-}
-
-// NodeName is the name this host registers as.
-func NodeName(cfg *config.Server) (string, error) {
-	if cfg.NodeName != "" {
-		return cfg.NodeName, nil
-	}
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "", fmt.Errorf("cannot determine the node name from the hostname (%v): set --node-name", err)
-	}
-	return strings.ToLower(h), nil
 }

@@ -1,15 +1,17 @@
-// Package node assembles a Kubernetes node inside k1s: the start-up steps
-// that follow the control plane on a server. In order: the helper binaries,
-// containerd, the air-gap images (and the sandbox image), the kubelet, and
-// the CNI network once the node has its Pod CIDR. kube-proxy is still to
-// come.
+// Package node assembles a Kubernetes node inside k1s, for the server's own
+// node and for `k1s agent` alike. Its steps, in order: the host checks and
+// helper binaries, the node's credentials, containerd, the air-gap images
+// (and the sandbox image), the kubelet, the CNI network once the node has
+// its Pod CIDR, and kube-proxy.
 package node
 
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,68 +28,80 @@ import (
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
 	"github.com/k1s-io/k1s/internal/preflight"
+	"github.com/k1s-io/k1s/internal/registries"
 )
 
 // SandboxImage is the pod sandbox ("pause") image; k1s builds it from the
 // pause program it embeds, so no registry is needed.
 const SandboxImage = "docker.io/k1s-io/pause:1.0"
 
+// RegistriesFile is the private registry configuration (k3s format).
+const RegistriesFile = "/etc/k1s/registries.yaml"
+
 const (
 	containerdReadyTimeout = 60 * time.Second
 	nodeRegisterTimeout    = 2 * time.Minute
 	nodeReadyTimeout       = 2 * time.Minute
+	proxyReadyTimeout      = time.Minute
 )
 
-// BinDir holds the helper binaries (runc, shim, CNI plugins).
-func BinDir(cfg *config.Server) string { return filepath.Join(cfg.AgentDir(), "bin") }
-
-// ContainerdConfig derives containerd's settings from the k1s config and
+// ContainerdConfig derives containerd's settings from the node config and
 // from what this host allows.
-func ContainerdConfig(cfg *config.Server) containerd.Config {
+func ContainerdConfig(cfg *config.Node) containerd.Config {
 	return containerd.Config{
 		Root:                cfg.ContainerdRoot(),
 		State:               cfg.ContainerdState(),
 		Socket:              cfg.ContainerdSocket(),
 		ConfigDir:           cfg.ContainerdConfigDir(),
 		SandboxImage:        SandboxImage,
-		CNIBinDir:           BinDir(cfg),
+		CNIBinDir:           cfg.BinDir(),
 		CNIConfDir:          filepath.Join(cfg.AgentDir(), "etc", "cni", "net.d"),
-		RegistryConfigDir:   filepath.Join(cfg.AgentDir(), "etc", "containerd", "certs.d"),
-		RuncPath:            filepath.Join(BinDir(cfg), nodebin.Runc),
-		ShimPath:            filepath.Join(BinDir(cfg), nodebin.Shim),
+		RegistryConfigDir:   filepath.Join(cfg.ContainerdConfigDir(), "certs.d"),
+		RuncPath:            filepath.Join(cfg.BinDir(), nodebin.Runc),
+		ShimPath:            filepath.Join(cfg.BinDir(), nodebin.Shim),
 		RunDir:              cfg.RunDir,
 		RestrictOOMScoreAdj: !containerd.HasCapSysResource(),
 		SystemdCgroup:       cgroupDriver() == "systemd",
 	}
 }
 
+// Credentials writes the node's credentials (pki.NodeFiles) into dir once
+// the node's name is known: the server issues them itself, an agent gets
+// them from the server.
+type Credentials func(ctx context.Context, cfg *config.Node, dir string) error
+
 // Node runs the steps of one node.
 type Node struct {
-	cfg  *config.Server
-	pki  *pki.Result
-	tls  pki.Files
-	exec executor.Executor
-	sup  *pipeline.Supervisor
-	log  logrus.FieldLogger
-	cc   containerd.Config
-	name string
-	kube kubernetes.Interface
+	cfg   config.Node
+	creds Credentials
+	files pki.NodeFiles
+	exec  executor.Executor
+	sup   *pipeline.Supervisor
+	log   logrus.FieldLogger
+	cc    containerd.Config
+	kube  kubernetes.Interface
+	// RegistriesFile is read at start; tests point it elsewhere.
+	RegistriesFile string
 }
 
-// New prepares a node that reports to the cluster with the admin
-// kubeconfig and CAs of res (the server's own node).
-func New(cfg *config.Server, res *pki.Result, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
-	return &Node{cfg: cfg, pki: res, tls: res.Files, exec: exec, sup: sup, log: log, cc: ContainerdConfig(cfg)}
+// New prepares a node. cfg.Name may be empty (the hostname is used).
+func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
+	n := &Node{cfg: cfg, creds: creds, exec: exec, sup: sup, log: log, RegistriesFile: RegistriesFile}
+	n.files = pki.NodeFiles{Dir: n.cfg.PKIDir()}
+	n.cc = ContainerdConfig(&n.cfg)
+	return n
 }
 
 // Steps are the node's start-up steps.
 func (n *Node) Steps() []pipeline.Step {
 	return []pipeline.Step{
 		{Name: "host", Run: n.host},
+		{Name: "credentials", Run: n.credentials},
 		{Name: "containerd", Run: n.containerd},
 		{Name: "images", Run: n.images},
 		{Name: "kubelet", Run: n.kubelet},
 		{Name: "cni", Run: n.cni},
+		{Name: "kube-proxy", Run: n.kubeProxy},
 	}
 }
 
@@ -101,18 +115,65 @@ func (n *Node) host(context.Context) error {
 	if err := pre.Error(); err != nil {
 		return err
 	}
-	name, err := NodeName(n.cfg)
+	if err := n.cfg.ResolveName(); err != nil {
+		return err
+	}
+	if err := enableSysctl("net/ipv4/ip_forward", "Pod traffic", n.log); err != nil {
+		return err
+	}
+	// Bridged Pod traffic must pass iptables for Services to work between
+	// Pods on one node; the knob exists only once br_netfilter is loaded.
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
+		if err := enableSysctl("net/bridge/bridge-nf-call-iptables", "Services between Pods on this node", n.log); err != nil {
+			return err
+		}
+	} else {
+		n.log.Warn("br_netfilter is not loaded (no /proc/sys/net/bridge): a Pod may not reach a Service backed by a Pod on the same node; run 'modprobe br_netfilter'")
+	}
+	if err := n.registries(); err != nil {
+		return err
+	}
+	return nodebin.Install(n.cfg.BinDir())
+}
+
+func enableSysctl(name, why string, log logrus.FieldLogger) error {
+	path := "/proc/sys/" + name
+	b, err := os.ReadFile(path)
+	if err != nil || strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("%s is off and could not be enabled (needed for %s): %w", strings.ReplaceAll(name, "/", "."), why, err)
+	}
+	log.Infof("enabled %s for %s", strings.ReplaceAll(name, "/", "."), why)
+	return nil
+}
+
+// registries turns registries.yaml into containerd's hosts directory.
+func (n *Node) registries() error {
+	r, err := registries.Load(n.RegistriesFile)
 	if err != nil {
 		return err
 	}
-	n.name = name
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) != "1" {
-		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-			return fmt.Errorf("net.ipv4.ip_forward is off and could not be enabled: %w", err)
+	if r != nil {
+		for _, w := range r.Warnings {
+			n.log.Warn(w)
 		}
-		n.log.Info("enabled net.ipv4.ip_forward for Pod traffic")
+		n.log.Infof("private registries from %s", n.RegistriesFile)
 	}
-	return nodebin.Install(BinDir(n.cfg))
+	return registries.WriteHostsDir(n.cc.RegistryConfigDir, r)
+}
+
+func (n *Node) credentials(ctx context.Context) error {
+	if err := n.creds(ctx, &n.cfg, n.files.Dir); err != nil {
+		return err
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", n.files.Kubeconfig())
+	if err != nil {
+		return err
+	}
+	n.kube, err = kubernetes.NewForConfig(rc)
+	return err
 }
 
 func (n *Node) containerd(ctx context.Context) error {
@@ -147,16 +208,8 @@ func (n *Node) images(ctx context.Context) error {
 }
 
 func (n *Node) kubelet(ctx context.Context) error {
-	files := pki.NodeFiles{Dir: filepath.Join(n.cfg.AgentDir(), "pki")}
-	events, err := pki.EnsureNode(n.pki, files.Dir, n.name, n.cfg.AdvertiseAddress, n.cfg.APIServerURL(), time.Now())
-	if err != nil {
-		return err
-	}
-	for _, ev := range events {
-		n.log.Infof("%s %s", ev.Action, ev.Name)
-	}
 	cfgPath := filepath.Join(n.cfg.AgentDir(), "etc", "kubelet.yaml")
-	kc := kubeletConfig(n.cfg, n.tls, files)
+	kc := kubeletConfig(&n.cfg, n.files)
 	if err := writeKubeletConfig(cfgPath, kc); err != nil {
 		return err
 	}
@@ -164,18 +217,11 @@ func (n *Node) kubelet(ctx context.Context) error {
 	if err := os.MkdirAll(kc["staticPodPath"].(string), 0o700); err != nil {
 		return err
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", n.tls.AdminKubeconfig())
-	if err != nil {
-		return err
-	}
-	if n.kube, err = kubernetes.NewForConfig(rc); err != nil {
-		return err
-	}
-	args := kubeletArgs(n.cfg, cfgPath, files, n.name)
+	args := kubeletArgs(&n.cfg, cfgPath, n.files)
 	n.sup.Go("kubelet", func(ctx context.Context) error { return n.exec.Kubelet(ctx, args) })
 	var last string
-	return n.sup.Wait(ctx, "node "+n.name+" registration", nodeRegisterTimeout, func(ctx context.Context) bool {
-		_, err := n.kube.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+	return n.sup.Wait(ctx, "node "+n.cfg.Name+" registration", nodeRegisterTimeout, func(ctx context.Context) bool {
+		_, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 		}
@@ -187,8 +233,8 @@ func (n *Node) kubelet(ctx context.Context) error {
 // for the node to turn Ready.
 func (n *Node) cni(ctx context.Context) error {
 	var podCIDR, last string
-	err := n.sup.Wait(ctx, "Pod CIDR of node "+n.name, nodeReadyTimeout, func(ctx context.Context) bool {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+	err := n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.Name, nodeReadyTimeout, func(ctx context.Context) bool {
+		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false
@@ -199,12 +245,12 @@ func (n *Node) cni(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := writeCNIConfig(n.cc.CNIConfDir, podCIDR); err != nil {
+	if err := writeCNIConfig(n.cc.CNIConfDir, podCIDR, filepath.Join(n.cfg.RunDir, "cni-ipam")); err != nil {
 		return err
 	}
-	n.log.Infof("node %s: Pod network %s on bridge %s", n.name, podCIDR, BridgeName)
-	return n.sup.Wait(ctx, "node "+n.name+" Ready", nodeReadyTimeout, func(ctx context.Context) bool {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+	n.log.Infof("node %s: Pod network %s on bridge %s", n.cfg.Name, podCIDR, BridgeName)
+	return n.sup.Wait(ctx, "node "+n.cfg.Name+" Ready", nodeReadyTimeout, func(ctx context.Context) bool {
+		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false
@@ -218,3 +264,25 @@ func (n *Node) cni(ctx context.Context) error {
 		return false
 	}, func() string { return last })
 }
+
+// kubeProxy starts kube-proxy once the node exists (it exits the process
+// if its Node has no addresses) and waits until it has synced its rules.
+func (n *Node) kubeProxy(ctx context.Context) error {
+	args := kubeProxyArgs(&n.cfg, n.files)
+	n.sup.Go("kube-proxy", func(ctx context.Context) error { return n.exec.KubeProxy(ctx, args) })
+	url := "http://127.0.0.1:" + strconv.Itoa(ProxyHealthzPort) + "/healthz"
+	var last string
+	return n.sup.Wait(ctx, "kube-proxy "+url, proxyReadyTimeout, func(ctx context.Context) bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
+	}, func() string { return last })
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

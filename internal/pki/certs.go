@@ -292,6 +292,22 @@ func ensureLeaf(dir string, l *leaf, now time.Time) (*Event, error) {
 			return nil, err
 		}
 	}
+	certPEM, err = l.sign(key, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePair(dir, l.name, certPEM, key); err != nil {
+		return nil, err
+	}
+	ev := &Event{Name: l.name, Action: "created"}
+	if found {
+		ev.Action, ev.Reason = "renewed", reason
+	}
+	return ev, nil
+}
+
+// sign issues the certificate l describes for key.
+func (l *leaf) sign(key crypto.Signer, now time.Time) ([]byte, error) {
 	sn, err := serial()
 	if err != nil {
 		return nil, err
@@ -315,14 +331,7 @@ func ensureLeaf(dir string, l *leaf, now time.Time) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writePair(dir, l.name, encodeCert(der), key); err != nil {
-		return nil, err
-	}
-	ev := &Event{Name: l.name, Action: "created"}
-	if found {
-		ev.Action, ev.Reason = "renewed", reason
-	}
-	return ev, nil
+	return encodeCert(der), nil
 }
 
 // ensureKey makes sure a private key (with no certificate) exists at path.

@@ -6,18 +6,20 @@ package server
 
 import (
 	"context"
-	"flag"
-	"os"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/klog/v2"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/control"
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/datastore"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/join"
+	"github.com/k1s-io/k1s/internal/logging"
 	"github.com/k1s-io/k1s/internal/node"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
@@ -32,10 +34,7 @@ const (
 // Run starts the server and blocks until ctx is cancelled (clean exit,
 // nil) or something fails (the error names the component).
 func Run(ctx context.Context, cfg *config.Server) error {
-	log := setupLogging(cfg.Debug)
-	if !cfg.DisableAgent {
-		log.Warn("the node is incomplete in this build: there is no kube-proxy yet, so Service IPs do not answer")
-	}
+	log := logging.Setup(cfg.Debug)
 	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
 		return err
@@ -71,6 +70,10 @@ type run struct {
 	sup   *pipeline.Supervisor
 	store *datastore.Store
 	pki   *pki.Result
+
+	kubeOnce sync.Once
+	kube     kubernetes.Interface
+	kubeErr  error
 }
 
 func (r *run) steps() []pipeline.Step {
@@ -84,7 +87,7 @@ func (r *run) steps() []pipeline.Step {
 	if !r.cfg.DisableAgent {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
 			// The node needs the PKI, known only once that step ran.
-			return pipeline.Run(ctx, r.log, node.New(r.cfg, r.pki, r.exec, r.sup, r.log).Steps())
+			return pipeline.Run(ctx, r.log, node.New(r.cfg.Node(), r.nodeCredentials, r.exec, r.sup, r.log).Steps())
 		}})
 	}
 	return steps
@@ -119,7 +122,19 @@ func (r *run) certificates(context.Context) error {
 
 func (r *run) apiserver(ctx context.Context) error {
 	args := control.APIServerArgs(r.cfg, r.pki.Files, r.store)
-	r.sup.Go("kube-apiserver", func(ctx context.Context) error { return r.exec.APIServer(ctx, args) })
+	tok, err := pki.ParseToken(r.pki.Token)
+	if err != nil {
+		return err
+	}
+	js := &join.Server{
+		PKI:    r.pki,
+		Secret: tok.Secret,
+		Cluster: join.Response{ClusterCIDR: r.cfg.ClusterCIDR, ServiceCIDR: r.cfg.ServiceCIDR,
+			ClusterDNS: r.cfg.ClusterDNS, ClusterDomain: r.cfg.ClusterDomain},
+		Kube: r.adminClient,
+		Log:  r.log,
+	}
+	r.sup.Go("kube-apiserver", func(ctx context.Context) error { return r.exec.APIServer(ctx, args, js.Front) })
 	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
 	if err != nil {
 		return err
@@ -144,11 +159,46 @@ func (r *run) controllers(ctx context.Context) error {
 	return nil
 }
 
+// adminClient is k1s's own client of the apiserver, made on first use.
+func (r *run) adminClient() (kubernetes.Interface, error) {
+	r.kubeOnce.Do(func() {
+		rc, err := clientcmd.BuildConfigFromFlags("", r.pki.Files.AdminKubeconfig())
+		if err != nil {
+			r.kubeErr = err
+			return
+		}
+		r.kube, r.kubeErr = kubernetes.NewForConfig(rc)
+	})
+	return r.kube, r.kubeErr
+}
+
+// nodeCredentials issues the server's own node credentials and claims its
+// name, so that no agent can join under it.
+func (r *run) nodeCredentials(ctx context.Context, nc *config.Node, dir string) error {
+	events, err := pki.EnsureNode(r.pki, dir, nc.Name, nc.IP, nc.APIServerURL, time.Now())
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		r.log.Infof("%s %s", ev.Action, ev.Name)
+	}
+	password, err := join.NodePassword(nc.PasswordPath())
+	if err != nil {
+		return err
+	}
+	kube, err := r.adminClient()
+	if err != nil {
+		return err
+	}
+	return join.ClaimNodeName(ctx, kube, nc.Name, password)
+}
+
 // shutdown stops clients before the apiserver (whose graceful shutdown
 // waits for them), and the apiserver before the datastore.
 func (r *run) shutdown() {
 	// The kubelet first (it talks to containerd), then containerd; the
 	// containers themselves keep running.
+	r.sup.Stop(r.log, 10*time.Second, "kube-proxy")
 	r.sup.Stop(r.log, 30*time.Second, "kubelet")
 	r.sup.Stop(r.log, 30*time.Second, "containerd")
 	r.sup.Stop(r.log, 15*time.Second, "kube-controller-manager", "kube-scheduler")
@@ -162,20 +212,4 @@ func (r *run) shutdown() {
 			r.log.Info("datastore closed")
 		}
 	}
-}
-
-// setupLogging sets k1s's own log and the verbosity of the embedded
-// components (klog) and of kine (logrus).
-func setupLogging(debug bool) logrus.FieldLogger {
-	logrus.SetOutput(os.Stderr)
-	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339})
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	v := "0"
-	if debug {
-		logrus.SetLevel(logrus.DebugLevel)
-		v = "2"
-	}
-	_ = fs.Set("v", v)
-	return logrus.WithField("component", "k1s")
 }

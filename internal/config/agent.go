@@ -1,0 +1,98 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+)
+
+// Agent is the configuration of `k1s agent`, a worker node that joins a server.
+type Agent struct {
+	ConfigFile string
+
+	DataDir string
+	RunDir  string
+
+	ServerURL string
+	Token     string
+	TokenFile string
+
+	NodeName           string
+	NodeIP             string
+	NodeLabels         []string
+	NodeTaints         []string
+	ExtraKubeletArgs   []string
+	ExtraKubeProxyArgs []string
+
+	Debug bool
+}
+
+// Node is the agent's node; the cluster settings come from the server at join.
+func (a *Agent) Node() Node {
+	return Node{
+		DataDir: a.DataDir, RunDir: a.RunDir,
+		Name: a.NodeName, IP: a.NodeIP,
+		Labels: a.NodeLabels, Taints: a.NodeTaints,
+		KubeletArgs: a.ExtraKubeletArgs, ProxyArgs: a.ExtraKubeProxyArgs,
+		APIServerURL: a.ServerURL,
+	}
+}
+
+// Validate checks the flags and fills in what is derived from the host. It
+// writes nothing.
+func (a *Agent) Validate() error {
+	if a.ServerURL == "" {
+		return fmt.Errorf("--server is required: the URL of a k1s server, e.g. --server https://10.0.0.1:6443 (or K1S_URL)")
+	}
+	u, err := url.Parse(a.ServerURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("invalid --server %q: want https://HOST:PORT, e.g. https://10.0.0.1:6443", a.ServerURL)
+	}
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(DefaultHTTPSPort))
+	}
+	a.ServerURL = "https://" + u.Host
+	if a.Token != "" && a.TokenFile != "" {
+		return fmt.Errorf("--token and --token-file both given: use one of them")
+	}
+	if a.TokenFile != "" {
+		b, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return fmt.Errorf("reading --token-file: %w", err)
+		}
+		a.Token = firstLine(string(b))
+	}
+	if a.Token == "" {
+		return fmt.Errorf("--token is required: the join token from the server's <data-dir>/server/token (or K1S_TOKEN)")
+	}
+	if a.DataDir == "" {
+		return fmt.Errorf("--data-dir must not be empty")
+	}
+	if a.DataDir, err = filepath.Abs(a.DataDir); err != nil {
+		return fmt.Errorf("--data-dir %q: %w", a.DataDir, err)
+	}
+	if a.RunDir == "" {
+		a.RunDir = DefaultRunDir
+	}
+	if a.RunDir, err = filepath.Abs(a.RunDir); err != nil {
+		return fmt.Errorf("--run-dir: %w", err)
+	}
+	if err := checkRunDir(a.RunDir); err != nil {
+		return err
+	}
+	if err := validateNode(a.NodeName, a.NodeIP, a.NodeLabels, a.NodeTaints, a.ExtraKubeletArgs, a.ExtraKubeProxyArgs); err != nil {
+		return err
+	}
+	if a.NodeIP == "" {
+		ip, err := utilnet.ResolveBindAddress(net.ParseIP("0.0.0.0"))
+		if err != nil || ip.IsLoopback() {
+			return fmt.Errorf("could not find a non-loopback address of this host: set --node-ip")
+		}
+		a.NodeIP = ip.String()
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+// Package join is how an agent becomes a node of a k1s cluster. The server
+// side serves two endpoints on the apiserver's port, ahead of the
+// apiserver's own authentication: GET /cacerts (the server CA, which the
+// agent checks against the hash in its K10 token before it trusts anything)
+// and POST /v1-k1s/join (authenticated by the token's secret), which
+// reserves the node name for the host's node password and issues the
+// node's certificates. The client side is the agent's half.
+package join
+
+import (
+	"time"
+
+	"github.com/k1s-io/k1s/internal/pki"
+)
+
+// Endpoint paths on the apiserver's port.
+const (
+	CACertsPath = "/cacerts"
+	JoinPath    = "/v1-k1s/join"
+)
+
+// Request is what an agent sends to join.
+type Request struct {
+	NodeName string `json:"nodeName"`
+	NodeIP   string `json:"nodeIP"`
+	// Password identifies the host: the first host to join with a node name
+	// owns it; another host asking for the same name is refused.
+	Password string `json:"password"`
+}
+
+// Response carries the node's credentials and the cluster settings a node
+// needs.
+type Response struct {
+	Certs         pki.NodeBundle `json:"certs"`
+	ClusterCIDR   string         `json:"clusterCIDR"`
+	ServiceCIDR   string         `json:"serviceCIDR"`
+	ClusterDNS    string         `json:"clusterDNS"`
+	ClusterDomain string         `json:"clusterDomain"`
+}
+
+// Error is the JSON body of a refused request.
+type Error struct {
+	Message string `json:"message"`
+}
+
+const requestTimeout = 30 * time.Second

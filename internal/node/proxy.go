@@ -1,0 +1,35 @@
+package node
+
+import (
+	"strings"
+
+	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/pki"
+)
+
+// Ports of kube-proxy's local endpoints (loopback only).
+const (
+	ProxyHealthzPort = 10256
+	proxyMetricsPort = 10249
+)
+
+// kubeProxyArgs: iptables mode by default (IPVS is not supported by
+// k1s), loopback-only endpoints; user --kube-proxy-arg values come last.
+func kubeProxyArgs(cfg *config.Node, files pki.NodeFiles) []string {
+	args := []string{
+		"--kubeconfig=" + files.ProxyKubeconfig(),
+		"--hostname-override=" + cfg.Name,
+		"--cluster-cidr=" + cfg.ClusterCIDR,
+		"--proxy-mode=iptables",
+		"--healthz-bind-address=127.0.0.1:" + itoa(ProxyHealthzPort),
+		"--metrics-bind-address=127.0.0.1:" + itoa(proxyMetricsPort),
+		// kube-proxy shares the k1s process: leave its OOM score alone.
+		"--oom-score-adj=0",
+		// Raising nf_conntrack_max is a host-wide change k1s leaves to the operator.
+		"--conntrack-max-per-core=0",
+	}
+	for _, a := range cfg.ProxyArgs {
+		args = append(args, "--"+strings.TrimLeft(a, "-"))
+	}
+	return args
+}

@@ -1,0 +1,146 @@
+package pki
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// NodeFiles are a node's credentials: the cluster CAs, the kubelet's client
+// and serving certificates, kube-proxy's client certificate, and the
+// kubeconfigs using them. A server's own node and a joined agent have the
+// same files.
+type NodeFiles struct {
+	Dir string
+}
+
+func (n NodeFiles) path(name string) string { return filepath.Join(n.Dir, name) }
+func (n NodeFiles) ServerCA() string        { return n.path("server-ca.crt") }
+func (n NodeFiles) ClientCA() string        { return n.path("client-ca.crt") }
+func (n NodeFiles) ClientCert() string      { return n.path("client-kubelet.crt") }
+func (n NodeFiles) ClientKey() string       { return n.path("client-kubelet.key") }
+func (n NodeFiles) ServingCert() string     { return n.path("serving-kubelet.crt") }
+func (n NodeFiles) ServingKey() string      { return n.path("serving-kubelet.key") }
+func (n NodeFiles) ProxyCert() string       { return n.path("client-kube-proxy.crt") }
+func (n NodeFiles) ProxyKey() string        { return n.path("client-kube-proxy.key") }
+func (n NodeFiles) Kubeconfig() string      { return n.path("kubelet.kubeconfig") }
+func (n NodeFiles) ProxyKubeconfig() string { return n.path("kube-proxy.kubeconfig") }
+
+// nodeLeaves: the kubelet's client certificate is system:node:<name> in
+// system:nodes, as the Node authorizer expects; its serving certificate is
+// trusted by the apiserver through the server CA; kube-proxy is
+// system:kube-proxy, bound to system:node-proxier by the default policy.
+func nodeLeaves(res *Result, name, ip string) []*leaf {
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	if p := net.ParseIP(ip); p != nil {
+		ips = append(ips, p)
+	}
+	return []*leaf{
+		{name: "client-kubelet", ca: res.ClientCA, cn: "system:node:" + name, orgs: []string{"system:nodes"}, client: true},
+		{name: "serving-kubelet", ca: res.ServerCA, cn: name, server: true, dnsNames: []string{name, "localhost"}, ips: dedupeIPs(ips)},
+		{name: "client-kube-proxy", ca: res.ClientCA, cn: "system:kube-proxy", client: true},
+	}
+}
+
+// EnsureNode writes the server's own node credentials into dir, keeping
+// certificates that are still good so restarts change nothing.
+func EnsureNode(res *Result, dir, nodeName, nodeIP, apiURL string, now time.Time) ([]Event, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var events []Event
+	for _, l := range nodeLeaves(res, nodeName, nodeIP) {
+		ev, err := ensureLeaf(dir, l, now)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", l.name, err)
+		}
+		if ev != nil {
+			events = append(events, *ev)
+		}
+	}
+	return events, writeNodeCommon(NodeFiles{Dir: dir}, res.ServerCA.CertPEM, res.ClientCA.CertPEM, apiURL)
+}
+
+// NodeBundle is a node's credentials as the server hands them to an agent.
+type NodeBundle struct {
+	ServerCA    []byte `json:"serverCA"`
+	ClientCA    []byte `json:"clientCA"`
+	KubeletCert []byte `json:"kubeletCert"`
+	KubeletKey  []byte `json:"kubeletKey"`
+	ServingCert []byte `json:"servingCert"`
+	ServingKey  []byte `json:"servingKey"`
+	ProxyCert   []byte `json:"proxyCert"`
+	ProxyKey    []byte `json:"proxyKey"`
+}
+
+// IssueNode issues fresh credentials for a joining node.
+func IssueNode(res *Result, nodeName, nodeIP string, now time.Time) (*NodeBundle, error) {
+	b := &NodeBundle{ServerCA: res.ServerCA.CertPEM, ClientCA: res.ClientCA.CertPEM}
+	out := [][2]*[]byte{{&b.KubeletCert, &b.KubeletKey}, {&b.ServingCert, &b.ServingKey}, {&b.ProxyCert, &b.ProxyKey}}
+	for i, l := range nodeLeaves(res, nodeName, nodeIP) {
+		key, err := newKey()
+		if err != nil {
+			return nil, err
+		}
+		cert, err := l.sign(key, now)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := encodeKey(key)
+		if err != nil {
+			return nil, err
+		}
+		*out[i][0], *out[i][1] = cert, keyPEM
+	}
+	return b, nil
+}
+
+// WriteNode writes credentials received from the server into dir.
+func WriteNode(dir string, b *NodeBundle, apiURL string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	n := NodeFiles{Dir: dir}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{n.ClientKey(), b.KubeletKey, 0o600}, {n.ClientCert(), b.KubeletCert, 0o644},
+		{n.ServingKey(), b.ServingKey, 0o600}, {n.ServingCert(), b.ServingCert, 0o644},
+		{n.ProxyKey(), b.ProxyKey, 0o600}, {n.ProxyCert(), b.ProxyCert, 0o644},
+	} {
+		if len(f.data) == 0 {
+			return fmt.Errorf("the server sent no %s", filepath.Base(f.path))
+		}
+		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return writeNodeCommon(n, b.ServerCA, b.ClientCA, apiURL)
+}
+
+// writeNodeCommon writes the CA copies and the kubeconfigs.
+func writeNodeCommon(n NodeFiles, serverCA, clientCA []byte, apiURL string) error {
+	if err := writeFileAtomic(n.ServerCA(), serverCA, 0o644); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(n.ClientCA(), clientCA, 0o644); err != nil {
+		return err
+	}
+	for _, k := range []struct{ path, user, cert, key string }{
+		{n.Kubeconfig(), "kubelet", n.ClientCert(), n.ClientKey()},
+		{n.ProxyKubeconfig(), "kube-proxy", n.ProxyCert(), n.ProxyKey()},
+	} {
+		data, err := kubeconfig(apiURL, k.user, nil, n.ServerCA(), k.cert, k.key, false)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(k.path, data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
