@@ -67,6 +67,10 @@ type Server struct {
 	Port       int
 	LogPath    string
 	Args       []string
+	// Prefix runs the binary through another command (e.g. `ip netns exec NS`).
+	Prefix []string
+	// CgroupRoot is the kubelet's --cgroup-root, when the test gave one.
+	CgroupRoot string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -122,6 +126,33 @@ func newServer(dir string, node bool, extra ...string) (*Server, error) {
 	return s, nil
 }
 
+// NewAgent prepares (but does not start) `k1s agent` joining serverURL
+// with token, with its data, run and kubelet dirs below dir, and Pod
+// cgroups under a cgroup root of its own so that it and the server's node
+// do not treat each other's Pods as orphans. prefix, when given, runs it
+// through another command (a network namespace).
+func NewAgent(dir, serverURL, token string, prefix []string, extra ...string) (*Server, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, nil, 0o600); err != nil {
+		return nil, err
+	}
+	a := &Server{Dir: dir, DataDir: filepath.Join(dir, "data"), RunDir: filepath.Join(dir, "run"), Prefix: prefix,
+		CgroupRoot: "/k1s-test-" + filepath.Base(dir)}
+	a.Args = append([]string{"agent",
+		"--config", cfgFile,
+		"--server", serverURL,
+		"--token", token,
+		"--data-dir", a.DataDir,
+		"--run-dir", a.RunDir,
+		"--kubelet-arg=root-dir=" + a.KubeletDir(),
+		"--kubelet-arg=cgroup-root=" + a.CgroupRoot,
+	}, extra...)
+	return a, nil
+}
+
 // Start launches the server; its output goes to a numbered log file in Dir.
 func (s *Server) Start() error {
 	for i := 0; ; i++ {
@@ -134,7 +165,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	s.cmd = exec.Command(Bin(), s.Args...)
+	argv := append(append(append([]string(nil), s.Prefix...), Bin()), s.Args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Env = Env()
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	if err := s.cmd.Start(); err != nil {
@@ -294,7 +326,7 @@ func (s *Server) KubeletDir() string { return filepath.Join(s.Dir, "kubelet") }
 func (s *Server) Killall() (string, error) {
 	script := filepath.Join(filepath.Dir(filepath.Dir(Bin())), "scripts", "k1s-killall.sh")
 	cmd := exec.Command("bash", script)
-	cmd.Env = Env("K1S_DATA_DIR="+s.DataDir, "K1S_RUN_DIR="+s.RunDir, "K1S_KUBELET_DIR="+s.KubeletDir())
+	cmd.Env = Env("K1S_DATA_DIR="+s.DataDir, "K1S_RUN_DIR="+s.RunDir, "K1S_KUBELET_DIR="+s.KubeletDir(), "K1S_CGROUP_ROOT="+s.CgroupRoot)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -317,6 +349,9 @@ func HostLeftovers(dir string) []string {
 		}
 	}
 	if m, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(m) > 0 {
+		left = append(left, "cgroups "+strings.Join(m, " "))
+	}
+	if m, _ := filepath.Glob("/sys/fs/cgroup/*/k1s-test-*"); len(m) > 0 {
 		left = append(left, "cgroups "+strings.Join(m, " "))
 	}
 	return left
