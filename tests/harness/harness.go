@@ -141,6 +141,12 @@ func NewAgent(dir, serverURL, token string, prefix []string, extra ...string) (*
 	}
 	a := &Server{Dir: dir, DataDir: filepath.Join(dir, "data"), RunDir: filepath.Join(dir, "run"), Prefix: prefix,
 		CgroupRoot: "/k1s-test-" + filepath.Base(dir)}
+	// The kubelet requires its cgroup root to exist in every hierarchy.
+	for _, d := range cgroupDirs(a.CgroupRoot) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	a.Args = append([]string{"agent",
 		"--config", cfgFile,
 		"--server", serverURL,
@@ -151,6 +157,23 @@ func NewAgent(dir, serverURL, token string, prefix []string, extra ...string) (*
 		"--kubelet-arg=cgroup-root=" + a.CgroupRoot,
 	}, extra...)
 	return a, nil
+}
+
+// cgroupDirs is a cgroup path in every mounted hierarchy (v1) or in the
+// unified one (v2).
+func cgroupDirs(path string) []string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return []string{filepath.Join("/sys/fs/cgroup", path)}
+	}
+	var out []string
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		full := filepath.Join("/sys/fs/cgroup", e.Name())
+		if fi, err := os.Lstat(full); err == nil && fi.IsDir() {
+			out = append(out, filepath.Join(full, path))
+		}
+	}
+	return out
 }
 
 // Start launches the server; its output goes to a numbered log file in Dir.
@@ -325,7 +348,8 @@ func (s *Server) KubeletDir() string { return filepath.Join(s.Dir, "kubelet") }
 // its mounts, bridge, iptables chains and Pod cgroups.
 func (s *Server) Killall() (string, error) {
 	script := filepath.Join(filepath.Dir(filepath.Dir(Bin())), "scripts", "k1s-killall.sh")
-	cmd := exec.Command("bash", script)
+	argv := append(append([]string(nil), s.Prefix...), "bash", script)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = Env("K1S_DATA_DIR="+s.DataDir, "K1S_RUN_DIR="+s.RunDir, "K1S_KUBELET_DIR="+s.KubeletDir(), "K1S_CGROUP_ROOT="+s.CgroupRoot)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -408,4 +432,15 @@ func Run(timeout time.Duration, args ...string) (int, string, error) {
 		return ee.ExitCode(), string(out), nil
 	}
 	return 0, string(out), err
+}
+
+// RemoveCgroupRoot removes the (empty) cgroup root NewAgent made, for an
+// agent that never ran Pods.
+func (s *Server) RemoveCgroupRoot() {
+	if s.CgroupRoot == "" {
+		return
+	}
+	for _, d := range cgroupDirs(s.CgroupRoot) {
+		_ = os.Remove(d)
+	}
 }

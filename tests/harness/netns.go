@@ -291,6 +291,14 @@ func (h *NetHost) Command(ctx context.Context, name string, args ...string) *exe
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.Namespace, name}, args...)...)
 }
 
+// NetPrefix runs a command in h's network namespace only (nsenter --net),
+// for k1s nodes: unlike `ip netns exec` it keeps the host's /sys, whose
+// cgroup mounts the kubelet needs, and the host's mount namespace, so the
+// node's mounts stay visible to k1s-killall.sh and leftover checks.
+func (h *NetHost) NetPrefix() []string {
+	return []string{"nsenter", "--net=/run/netns/" + h.Namespace, "--"}
+}
+
 // Run runs a command in h's namespace and returns its combined output; the
 // error includes the command and that output.
 func (h *NetHost) Run(ctx context.Context, name string, args ...string) (string, error) {
