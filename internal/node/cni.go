@@ -28,8 +28,8 @@ func cniConfig(podCIDR, ipamDir string) ([]byte, error) {
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"dataDir": ipamDir,
-					"ranges": [][]map[string]string{{{"subnet": podCIDR}}},
-					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+					"ranges":  [][]map[string]string{{{"subnet": podCIDR}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 				},
 			},
 			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},

@@ -8,6 +8,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -266,23 +267,42 @@ func (n *Node) cni(ctx context.Context) error {
 }
 
 // kubeProxy starts kube-proxy once the node exists (it exits the process
-// if its Node has no addresses) and waits until it has synced its rules.
+// if its Node has no addresses) and waits until it has written its rules
+// once: its healthz answers before that, its metrics tell.
 func (n *Node) kubeProxy(ctx context.Context) error {
 	args := kubeProxyArgs(&n.cfg, n.files)
 	n.sup.Go("kube-proxy", func(ctx context.Context) error { return n.exec.KubeProxy(ctx, args) })
-	url := "http://127.0.0.1:" + strconv.Itoa(ProxyHealthzPort) + "/healthz"
+	url := "http://127.0.0.1:" + strconv.Itoa(proxyMetricsPort) + "/metrics"
 	var last string
-	return n.sup.Wait(ctx, "kube-proxy "+url, proxyReadyTimeout, func(ctx context.Context) bool {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+	return n.sup.Wait(ctx, "kube-proxy's first rules sync ("+url+")", proxyReadyTimeout, func(ctx context.Context) bool {
+		synced, err := proxySynced(ctx, url)
 		if err != nil {
 			last = err.Error()
-			return false
 		}
-		resp.Body.Close()
-		last = resp.Status
-		return resp.StatusCode == http.StatusOK
+		return synced
 	}, func() string { return last })
+}
+
+// proxySynced reads kube-proxy's last sync time of its IPv4 rules.
+func proxySynced(ctx context.Context, url string) (bool, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return false, err
+	}
+	const metric = `kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} `
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, metric); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && f > 0, err
+		}
+	}
+	return false, fmt.Errorf("no rules synced yet")
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

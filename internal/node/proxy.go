@@ -9,7 +9,7 @@ import (
 
 // Ports of kube-proxy's local endpoints (loopback only).
 const (
-	ProxyHealthzPort = 10256
+	ProxyHealthzPort = 10256 // probes, e.g. by load balancers
 	proxyMetricsPort = 10249
 )
 

@@ -375,6 +375,9 @@ func HostLeftovers(dir string) []string {
 	if m, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(m) > 0 {
 		left = append(left, "cgroups "+strings.Join(m, " "))
 	}
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil && strings.Contains(string(out), "kube-proxy") {
+		left = append(left, "nftables table kube-proxy")
+	}
 	if m, _ := filepath.Glob("/sys/fs/cgroup/*/k1s-test-*"); len(m) > 0 {
 		left = append(left, "cgroups "+strings.Join(m, " "))
 	}
