@@ -25,3 +25,10 @@ func execOut(bin string, args ...string) (string, error) {
 	b, err := cmd.CombinedOutput()
 	return string(b), err
 }
+
+func execOutEnv(env []string, bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = harness.Env(env...)
+	b, err := cmd.CombinedOutput()
+	return string(b), err
+}

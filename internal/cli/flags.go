@@ -99,15 +99,17 @@ func serverFlags(cfg *config.Server) *binder {
 	b.list("kube-scheduler-arg", "extra kube-scheduler flag as key=value (repeatable)", &cfg.ExtraSchedulerArgs)
 	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
-	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
+	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
 		"IP this node registers with (default: --advertise-address)")
 	return b
 }
 
 // nodeTargets are where the node flags land, in a server's or an agent's config.
 type nodeTargets struct {
-	name, ip                               *string
-	labels, taints, kubeletArgs, proxyArgs *[]string
+	name, ip               *string
+	labels, taints         *[]string
+	registry               *string
+	kubeletArgs, proxyArgs *[]string
 }
 
 // nodeFlags declares the flags a server and an agent share for their node.
@@ -116,6 +118,7 @@ func nodeFlags(b *binder, t nodeTargets, ipUsage string) {
 	b.str("node-ip", ipUsage, t.ip, "")
 	b.list("node-label", "label key=value the node registers with (repeatable)", t.labels)
 	b.list("node-taint", "taint key=value:Effect the node registers with (repeatable)", t.taints)
+	b.str("private-registry", "private registry configuration (mirrors, auth, TLS; k3s's registries.yaml format)", t.registry, config.DefaultRegistries)
 	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", t.kubeletArgs)
 	b.list("kube-proxy-arg", "extra kube-proxy flag as key=value, e.g. proxy-mode=nftables (repeatable)", t.proxyArgs)
 }
@@ -130,7 +133,7 @@ func agentFlags(cfg *config.Agent) *binder {
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
 	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
 	b.str("run-dir", "directory for sockets and runtime state of the node", &cfg.RunDir, config.DefaultRunDir)
-	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
+	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
 		"IP this node registers with (default: this host's primary IP)")
 	return b
 }

@@ -25,6 +25,7 @@ type Agent struct {
 	NodeIP             string
 	NodeLabels         []string
 	NodeTaints         []string
+	PrivateRegistry    string
 	ExtraKubeletArgs   []string
 	ExtraKubeProxyArgs []string
 
@@ -36,7 +37,7 @@ func (a *Agent) Node() Node {
 	return Node{
 		DataDir: a.DataDir, RunDir: a.RunDir,
 		Name: a.NodeName, IP: a.NodeIP,
-		Labels: a.NodeLabels, Taints: a.NodeTaints,
+		Labels: a.NodeLabels, Taints: a.NodeTaints, PrivateRegistry: a.PrivateRegistry,
 		KubeletArgs: a.ExtraKubeletArgs, ProxyArgs: a.ExtraKubeProxyArgs,
 		APIServerURL: a.ServerURL,
 	}

@@ -20,6 +20,7 @@ const (
 	DefaultRunDir          = "/run/k1s"
 	DefaultConfigFile      = "/etc/k1s/config.yaml"
 	DefaultKubeconfig      = "/etc/k1s/k1s.yaml"
+	DefaultRegistries      = "/etc/k1s/registries.yaml"
 	DefaultHTTPSPort       = 6443
 	DefaultClusterCIDR     = "10.42.0.0/16"
 	DefaultServiceCIDR     = "10.43.0.0/16"
@@ -90,6 +91,7 @@ type Server struct {
 	NodeIP             string
 	NodeLabels         []string
 	NodeTaints         []string
+	PrivateRegistry    string
 	ExtraKubeletArgs   []string
 	ExtraKubeProxyArgs []string
 }
@@ -103,7 +105,7 @@ func (s *Server) Node() Node {
 	return Node{
 		DataDir: s.DataDir, RunDir: s.RunDir,
 		Name: s.NodeName, IP: ip,
-		Labels: s.NodeLabels, Taints: s.NodeTaints,
+		Labels: s.NodeLabels, Taints: s.NodeTaints, PrivateRegistry: s.PrivateRegistry,
 		KubeletArgs: s.ExtraKubeletArgs, ProxyArgs: s.ExtraKubeProxyArgs,
 		ClusterCIDR: s.ClusterCIDR, ServiceCIDR: s.ServiceCIDR,
 		ClusterDNS: s.ClusterDNS, ClusterDomain: s.ClusterDomain,

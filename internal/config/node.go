@@ -18,12 +18,14 @@ type Node struct {
 	DataDir string
 	RunDir  string
 
-	Name        string // default: the hostname
-	IP          string // address the node registers and the kubelet serves on
-	Labels      []string
-	Taints      []string
-	KubeletArgs []string
-	ProxyArgs   []string
+	Name   string // default: the hostname
+	IP     string // address the node registers and the kubelet serves on
+	Labels []string
+	Taints []string
+	// PrivateRegistry is registries.yaml (k3s format); a missing file is fine.
+	PrivateRegistry string
+	KubeletArgs     []string
+	ProxyArgs       []string
 
 	// Cluster settings.
 	ClusterCIDR   string

@@ -36,9 +36,6 @@ import (
 // pause program it embeds, so no registry is needed.
 const SandboxImage = "docker.io/k1s-io/pause:1.0"
 
-// RegistriesFile is the private registry configuration (k3s format).
-const RegistriesFile = "/etc/k1s/registries.yaml"
-
 const (
 	containerdReadyTimeout = 60 * time.Second
 	nodeRegisterTimeout    = 2 * time.Minute
@@ -81,13 +78,11 @@ type Node struct {
 	log   logrus.FieldLogger
 	cc    containerd.Config
 	kube  kubernetes.Interface
-	// RegistriesFile is read at start; tests point it elsewhere.
-	RegistriesFile string
 }
 
 // New prepares a node. cfg.Name may be empty (the hostname is used).
 func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
-	n := &Node{cfg: cfg, creds: creds, exec: exec, sup: sup, log: log, RegistriesFile: RegistriesFile}
+	n := &Node{cfg: cfg, creds: creds, exec: exec, sup: sup, log: log}
 	n.files = pki.NodeFiles{Dir: n.cfg.PKIDir()}
 	n.cc = ContainerdConfig(&n.cfg)
 	return n
@@ -152,7 +147,7 @@ func enableSysctl(name, why string, log logrus.FieldLogger) error {
 
 // registries turns registries.yaml into containerd's hosts directory.
 func (n *Node) registries() error {
-	r, err := registries.Load(n.RegistriesFile)
+	r, err := registries.Load(n.cfg.PrivateRegistry)
 	if err != nil {
 		return err
 	}
@@ -160,7 +155,7 @@ func (n *Node) registries() error {
 		for _, w := range r.Warnings {
 			n.log.Warn(w)
 		}
-		n.log.Infof("private registries from %s", n.RegistriesFile)
+		n.log.Infof("private registries from %s", n.cfg.PrivateRegistry)
 	}
 	return registries.WriteHostsDir(n.cc.RegistryConfigDir, r)
 }

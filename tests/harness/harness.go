@@ -120,6 +120,7 @@ func newServer(dir string, node bool, extra ...string) (*Server, error) {
 	if node {
 		s.RunDir = filepath.Join(dir, "run")
 		s.Args = append(s.Args, "--run-dir", s.RunDir, "--kubelet-arg=root-dir="+s.KubeletDir())
+		s.Args = withDefaultRegistry(s.Args, dir)
 	} else {
 		s.Args = append(s.Args, "--disable-agent")
 	}
@@ -156,6 +157,7 @@ func NewAgent(dir, serverURL, token string, prefix []string, extra ...string) (*
 		"--kubelet-arg=root-dir=" + a.KubeletDir(),
 		"--kubelet-arg=cgroup-root=" + a.CgroupRoot,
 	}, extra...)
+	a.Args = withDefaultRegistry(a.Args, dir)
 	return a, nil
 }
 
@@ -446,4 +448,15 @@ func (s *Server) RemoveCgroupRoot() {
 	for _, d := range cgroupDirs(s.CgroupRoot) {
 		_ = os.Remove(d)
 	}
+}
+
+// withDefaultRegistry keeps the host's /etc/k1s/registries.yaml out of a
+// test node unless the test names its own.
+func withDefaultRegistry(args []string, dir string) []string {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--private-registry") {
+			return args
+		}
+	}
+	return append(args, "--private-registry", filepath.Join(dir, "registries.yaml"))
 }
