@@ -20,8 +20,11 @@ func TestServices(t *testing.T) {
 	}
 }
 
+// httpGet opens a new connection each time: a kept-alive one could outlive
+// the rules being tested (and on some networks a gateway answers for any
+// address, so a connection made before kube-proxy's rules would stick).
 func httpGet(url string) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second}
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(url)
 	if err != nil {
 		return "", err
