@@ -42,6 +42,7 @@ FORCE:
 nodebin:
 	GOBIN=$(NODEBIN) $(GO) install -trimpath -ldflags "-s -w" -tags "seccomp urfave_cli_no_docs" github.com/opencontainers/runc@$(RUNC_VERSION)
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" -tags no_grpc github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
+	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" -tags "no_btrfs no_zfs no_devmapper" github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION)
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" $(addprefix github.com/containernetworking/plugins/,$(addsuffix @$(CNI_PLUGINS_VERSION),$(CNI_PLUGINS)))
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./internal/pause

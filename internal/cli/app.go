@@ -28,8 +28,16 @@ import (
 var multicall = map[string]func(args []string) int{
 	"kubectl":    kubectl.Main,
 	"ctr":        containerd.CtrMain,
-	"containerd": containerd.DaemonMain,
+	"containerd": containerdMain,
 	"crictl":     crictlMain,
+}
+
+// containerdMain runs the containerd k1s ships (k1s itself runs it as a
+// child from the node's bin dir).
+func containerdMain(args []string) int {
+	err := nodebin.Exec(nodebin.Containerd, args)
+	fmt.Fprintln(os.Stderr, "k1s containerd:", err)
+	return 1
 }
 
 // crictlMain runs the embedded crictl against k1s's containerd unless an

@@ -11,6 +11,7 @@ import (
 
 // Config is what containerd is started with.
 type Config struct {
+	Binary              string // the containerd executable
 	Root, State, Socket string
 	ConfigDir           string // holds config.toml
 	SandboxImage        string

@@ -15,7 +15,8 @@ import (
 )
 
 // Run writes the config, stops a containerd left behind by a k1s that
-// died, starts `k1s containerd` and supervises it: it returns when ctx is
+// died, starts containerd (the binary k1s ships, installed in the node's
+// bin dir) and supervises it: it returns when ctx is
 // cancelled (after stopping containerd) or when containerd exits on its own.
 // ready is closed once containerd serves its API.
 func Run(ctx context.Context, c Config, log logrus.FieldLogger, ready chan<- struct{}) error {
@@ -23,16 +24,12 @@ func Run(ctx context.Context, c Config, log logrus.FieldLogger, ready chan<- str
 		return err
 	}
 	stopStale(c, log)
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	logf, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, "containerd", "--config", c.ConfigPath())
+	cmd := exec.Command(c.Binary, "--config", c.ConfigPath())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a terminal's ^C goes to k1s, which stops containerd in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -47,6 +47,7 @@ const (
 // from what this host allows.
 func ContainerdConfig(cfg *config.Node) containerd.Config {
 	return containerd.Config{
+		Binary:              filepath.Join(cfg.BinDir(), nodebin.Containerd),
 		Root:                cfg.ContainerdRoot(),
 		State:               cfg.ContainerdState(),
 		Socket:              cfg.ContainerdSocket(),

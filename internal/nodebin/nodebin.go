@@ -1,13 +1,15 @@
-// Package nodebin ships the node's helper binaries inside k1s: runc, the
-// containerd runc v2 shim, the CNI plugins and the pause program of the
-// sandbox image. `make` builds them into bin/ before k1s is compiled; at
-// start they are written to <data-dir>/agent/bin when their content changed.
+// Package nodebin ships the node's helper binaries inside k1s: containerd,
+// runc, the containerd runc v2 shim, the CNI plugins, crictl and the pause
+// program of the sandbox image. `make` builds them into bin/ before k1s is
+// compiled; at start they are written to <data-dir>/agent/bin when this
+// k1s binary has not installed them there before.
 package nodebin
 
 import (
 	"bytes"
 	"embed"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,32 +20,45 @@ var files embed.FS
 
 // Names of the binaries every node needs.
 const (
-	Runc  = "runc"
-	Shim  = "containerd-shim-runc-v2"
-	Pause = "pause"
+	Containerd = "containerd"
+	Runc       = "runc"
+	Shim       = "containerd-shim-runc-v2"
+	Pause      = "pause"
 )
 
 // Required lists what Install must find.
-var Required = []string{Runc, Shim, Pause, "bridge", "host-local", "loopback", "portmap"}
+var Required = []string{Containerd, Runc, Shim, Pause, "bridge", "host-local", "loopback", "portmap"}
+
+const stampFile = ".k1s-installed"
 
 // Read returns an embedded binary.
 func Read(name string) ([]byte, error) {
 	b, err := files.ReadFile("bin/" + name)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not built into this k1s binary: build k1s with `make`, which builds the node binaries first", name)
+		return nil, missing(name)
 	}
 	return b, nil
 }
 
-// Install writes every embedded binary to dir, skipping unchanged ones.
+func missing(name string) error {
+	return fmt.Errorf("%s is not built into this k1s binary: build k1s with `make`, which builds the node binaries first", name)
+}
+
+// Install writes every embedded binary to dir. A stamp naming this k1s
+// executable (path, size, modification time) lets a restart skip the
+// work, and with it reading ~60 MB of embedded data into memory.
 func Install(dir string) error {
+	for _, name := range Required {
+		if _, err := fs.Stat(files, "bin/"+name); err != nil {
+			return missing(name)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, name := range Required {
-		if _, err := Read(name); err != nil {
-			return err
-		}
+	stamp := selfStamp()
+	if old, err := os.ReadFile(filepath.Join(dir, stampFile)); err == nil && stamp != "" && string(old) == stamp && allPresent(dir) {
+		return nil
 	}
 	entries, err := fs.ReadDir(files, "bin")
 	if err != nil {
@@ -53,19 +68,91 @@ func Install(dir string) error {
 		if e.Name() == "README.md" {
 			continue
 		}
-		data, _ := files.ReadFile("bin/" + e.Name())
-		dst := filepath.Join(dir, e.Name())
-		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
-			continue
+		if err := installOne(dir, e.Name()); err != nil {
+			return fmt.Errorf("installing %s: %w", e.Name(), err)
 		}
-		tmp := dst + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o755); err != nil {
-			return err
-		}
-		// Rename, so a running runc or shim keeps its old file.
-		if err := os.Rename(tmp, dst); err != nil {
-			return err
+		release(e.Name())
+	}
+	if stamp == "" {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(dir, stampFile), []byte(stamp), 0o644)
+}
+
+// selfStamp identifies the running k1s executable, or "" if unknown.
+func selfStamp() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	st, err := os.Stat(exe)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %d %d\n", exe, st.Size(), st.ModTime().UnixNano())
+}
+
+func allPresent(dir string) bool {
+	for _, name := range Required {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return false
 		}
 	}
-	return nil
+	return true
+}
+
+// installOne streams one binary to dir unless an identical file is there.
+func installOne(dir, name string) error {
+	info, err := fs.Stat(files, "bin/"+name)
+	if err != nil {
+		return err
+	}
+	dst := filepath.Join(dir, name)
+	if st, err := os.Stat(dst); err == nil && st.Size() == info.Size() && sameContent(dst, name) {
+		return nil
+	}
+	src, err := files.Open("bin/" + name)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := dst + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// Rename, so a running runc or shim keeps its old file.
+	return os.Rename(tmp, dst)
+}
+
+// sameContent compares a file with an embedded binary in chunks.
+func sameContent(path, name string) bool {
+	a, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer a.Close()
+	b, err := files.Open("bin/" + name)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	bufA, bufB := make([]byte, 1<<20), make([]byte, 1<<20)
+	for {
+		na, errA := io.ReadFull(a, bufA)
+		nb, errB := io.ReadFull(b, bufB)
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false
+		}
+		if errA != nil || errB != nil {
+			return (errA == io.EOF || errA == io.ErrUnexpectedEOF) && (errB == io.EOF || errB == io.ErrUnexpectedEOF)
+		}
+	}
 }
