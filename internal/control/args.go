@@ -96,15 +96,20 @@ func SchedulerArgs(cfg *config.Server, f pki.Files) []string {
 // ControllerManagerArgs are the kube-controller-manager flags for cfg.
 func ControllerManagerArgs(cfg *config.Server, f pki.Files) []string {
 	return args(map[string]string{
-		"kubeconfig":                       f.ControllerKubeconfig(),
-		"authentication-kubeconfig":        f.ControllerKubeconfig(),
-		"authorization-kubeconfig":         f.ControllerKubeconfig(),
-		"bind-address":                     "127.0.0.1",
-		"secure-port":                      strconv.Itoa(cfg.ControllerPort),
-		"leader-elect":                     "false",
-		"profiling":                        "false",
-		"controllers":                      "*",
-		"use-service-account-credentials":  "true",
+		"kubeconfig":                      f.ControllerKubeconfig(),
+		"authentication-kubeconfig":       f.ControllerKubeconfig(),
+		"authorization-kubeconfig":        f.ControllerKubeconfig(),
+		"bind-address":                    "127.0.0.1",
+		"secure-port":                     strconv.Itoa(cfg.ControllerPort),
+		"leader-elect":                    "false",
+		"profiling":                       "false",
+		"controllers":                     "*",
+		"use-service-account-credentials": "true",
+		// Start-up gives every controller its own ServiceAccount token, a
+		// burst of requests the default 20 QPS spreads over ~5 s, delaying
+		// the node's Pod CIDR; the apiserver is local.
+		"kube-api-qps":                     "100",
+		"kube-api-burst":                   "200",
 		"service-account-private-key-file": f.ServiceAccountKey(),
 		"root-ca-file":                     f.ServerCA(),
 		"allocate-node-cidrs":              "true",
