@@ -117,3 +117,43 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestAgentBadInput: `k1s agent` refuses missing or malformed flags before
+// it touches anything, and says what to give.
+func TestAgentBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	base := []string{"agent", "--config", cfg, "--data-dir", data, "--run-dir", filepath.Join(dir, "run")}
+	cases := []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"no server", []string{"--token", "abc"}, "--server is required"},
+		{"server not https", []string{"--server", "http://10.0.0.1:6443", "--token", "abc"}, `invalid --server "http://10.0.0.1:6443"`},
+		{"no token", []string{"--server", "https://10.0.0.1:6443"}, "--token is required"},
+		{"malformed K10 token", []string{"--server", "https://10.0.0.1:6443", "--token", "K10abc::server:x"}, "malformed CA hash"},
+		{"bad node label", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-label", "no-equals"}, `invalid --node-label "no-equals"`},
+		{"bad node taint effect", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-taint", "a=b:Sometimes"}, `effect "Sometimes"`},
+		{"bad node IP", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-ip", "10.0.0.300"}, `invalid --node-ip "10.0.0.300"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, err := harness.Run(30*time.Second, append(append([]string{}, base...), c.extra...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code == 0 {
+				t.Fatalf("exit code 0, want failure; output:\n%s", out)
+			}
+			mustContain(t, out, c.want, "error message")
+			if _, err := os.Stat(data); err == nil {
+				t.Errorf("a refused agent created its data dir")
+			}
+		})
+	}
+}
