@@ -175,4 +175,19 @@ spec:
 	if strings.Contains(out, "intruder") {
 		t.Errorf("a refused agent registered a node: %s", out)
 	}
+
+	// Deleting the Node frees its name: its password Secret goes.
+	pwSecret := h.Name + ".node-password.k1s"
+	if _, err := s.Kubectl("-n", "kube-system", "get", "secret", pwSecret); err != nil {
+		t.Fatalf("the agent's node password Secret is missing: %v", err)
+	}
+	if out, err := s.Kubectl("delete", "node", h.Name); err != nil {
+		t.Fatalf("delete node: %v %s", err, out)
+	}
+	eventually(t, 30*time.Second, "password Secret of the deleted node removed", func() error {
+		if _, err := s.Kubectl("-n", "kube-system", "get", "secret", pwSecret); err == nil {
+			return fmt.Errorf("%s still exists", pwSecret)
+		}
+		return nil
+	})
 }

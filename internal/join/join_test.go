@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -195,5 +196,41 @@ func TestFrontPassesOtherPathsThrough(t *testing.T) {
 	resp.Body.Close()
 	if pki.CAHash(body) != f.tok.CAHash {
 		t.Errorf("/cacerts does not hash to the token's CA hash")
+	}
+}
+
+func TestDeletedNodeFreesItsName(t *testing.T) {
+	kube := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "edge-1"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ClaimNodeName(ctx, kube, "edge-1", strings.Repeat("a", 32)); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- ReleaseDeletedNodeNames(ctx, kube, log) }()
+	// Give the informer time to list the Node before it is deleted.
+	time.Sleep(500 * time.Millisecond)
+	if err := kube.CoreV1().Nodes().Delete(ctx, "edge-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := kube.CoreV1().Secrets("kube-system").Get(ctx, "edge-1.node-password.k1s", metav1.GetOptions{})
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the password Secret of a deleted Node is still there")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := ClaimNodeName(ctx, kube, "edge-1", strings.Repeat("b", 32)); err != nil {
+		t.Fatalf("another host cannot take the freed name: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

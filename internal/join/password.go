@@ -40,7 +40,7 @@ func ClaimNodeName(ctx context.Context, kube kubernetes.Interface, node, passwor
 		s, err := secrets.Get(ctx, passwordSecretName(node), metav1.GetOptions{})
 		if err == nil {
 			if subtle.ConstantTimeCompare(s.Data["hash"], []byte(want)) != 1 {
-				return fmt.Errorf("%w: node %q is already registered by another host (its node password differs); choose another --node-name, or if that host is gone, delete Secret kube-system/%s", ErrNameTaken, node, passwordSecretName(node))
+				return fmt.Errorf("%w: node %q is already registered by another host (its node password differs); choose another --node-name, or if that host is gone, free the name with 'kubectl delete node %s'", ErrNameTaken, node, node)
 			}
 			return nil
 		}

@@ -83,6 +83,7 @@ func (r *run) steps() []pipeline.Step {
 		{Name: "kube-apiserver", Run: r.apiserver},
 		{Name: "rbac", Run: func(ctx context.Context) error { return control.EnsureRBAC(ctx, r.pki.Files) }},
 		{Name: "controllers", Run: r.controllers},
+		{Name: "node-name-release", Run: r.nodeNameRelease},
 	}
 	if !r.cfg.DisableAgent {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
@@ -159,6 +160,16 @@ func (r *run) controllers(ctx context.Context) error {
 	return nil
 }
 
+// nodeNameRelease frees the name of a deleted Node for another host.
+func (r *run) nodeNameRelease(context.Context) error {
+	kube, err := r.adminClient()
+	if err != nil {
+		return err
+	}
+	r.sup.Go("node-name-release", func(ctx context.Context) error { return join.ReleaseDeletedNodeNames(ctx, kube, r.log) })
+	return nil
+}
+
 // adminClient is k1s's own client of the apiserver, made on first use.
 func (r *run) adminClient() (kubernetes.Interface, error) {
 	r.kubeOnce.Do(func() {
@@ -201,7 +212,7 @@ func (r *run) shutdown() {
 	r.sup.Stop(r.log, 10*time.Second, "kube-proxy")
 	r.sup.Stop(r.log, 30*time.Second, "kubelet")
 	r.sup.Stop(r.log, 30*time.Second, "containerd")
-	r.sup.Stop(r.log, 15*time.Second, "kube-controller-manager", "kube-scheduler")
+	r.sup.Stop(r.log, 15*time.Second, "node-name-release", "kube-controller-manager", "kube-scheduler")
 	// The apiserver drains in-flight requests; leftover kubelet goroutines
 	// may keep some open, so do not wait long before closing the datastore.
 	r.sup.Stop(r.log, 15*time.Second, "kube-apiserver")
