@@ -42,11 +42,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	defer lock.Release()
 
 	sup := pipeline.NewSupervisor()
-	defer func() {
-		sup.Stop(log, 10*time.Second, "kube-proxy")
-		sup.Stop(log, 30*time.Second, "kubelet")
-		sup.Stop(log, 30*time.Second, "containerd")
-	}()
+	defer node.Stop(sup, log)
 	client := &join.Client{URL: cfg.ServerURL, Token: tok, Warn: func(m string) { log.Warn(m) }}
 	creds := func(ctx context.Context, nc *config.Node, dir string) error {
 		return joinServer(ctx, client, nc, dir, log)

@@ -120,59 +120,45 @@ func usageError(c *cli.Context, err error, _ bool) error {
 
 func serverCommand() *cli.Command {
 	cfg := &config.Server{}
-	flags := serverFlags(cfg)
-	return &cli.Command{
-		Name:         "server",
-		Usage:        "run the control plane (and, unless --disable-agent, a node)",
-		Flags:        flags.flags,
-		OnUsageError: usageError,
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return fmt.Errorf("unexpected argument %q: k1s server takes only flags (run 'k1s server --help')", c.Args().First())
-			}
-			if err := load(c, cfg, flags); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			ctx, stop := signalContext()
-			defer stop()
-			return server.Run(ctx, cfg)
-		},
-	}
+	return command("server", "run the control plane (and, unless --disable-agent, a node)",
+		serverFlags(cfg), &cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return server.Run(ctx, cfg) })
 }
 
 func agentCommand() *cli.Command {
 	cfg := &config.Agent{}
-	flags := agentFlags(cfg)
+	return command("agent", "run a worker node that joins a k1s server (--server URL --token TOKEN)",
+		agentFlags(cfg), &cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return agent.Run(ctx, cfg) })
+}
+
+// command is a k1s command that takes only flags: it completes the config
+// (flags, environment, config file), validates it, and runs until a signal.
+func command(name, usage string, flags *binder, configFile *string, validate func() error, run func(context.Context) error) *cli.Command {
 	return &cli.Command{
-		Name:         "agent",
-		Usage:        "run a worker node that joins a k1s server (--server URL --token TOKEN)",
+		Name:         name,
+		Usage:        usage,
 		Flags:        flags.flags,
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return fmt.Errorf("unexpected argument %q: k1s agent takes only flags (run 'k1s agent --help')", c.Args().First())
+				return fmt.Errorf("unexpected argument %q: k1s %s takes only flags (run 'k1s %s --help')", c.Args().First(), name, name)
 			}
-			if err := applyConfigFile(c, cfg.ConfigFile, c.IsSet("config")); err != nil {
+			if err := load(c, *configFile, flags); err != nil {
 				return err
 			}
-			flags.collect(c)
-			if err := cfg.Validate(); err != nil {
+			if err := validate(); err != nil {
 				return err
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			return agent.Run(ctx, cfg)
+			return run(ctx)
 		},
 	}
 }
 
-// load completes cfg after flag parsing: config file values for what flags
-// and environment left unset, then the list flags.
-func load(c *cli.Context, cfg *config.Server, flags *binder) error {
-	if err := applyConfigFile(c, cfg.ConfigFile, c.IsSet("config")); err != nil {
+// load completes the config after flag parsing: config file values for
+// what flags and environment left unset, then the list flags.
+func load(c *cli.Context, configFile string, flags *binder) error {
+	if err := applyConfigFile(c, configFile, c.IsSet("config")); err != nil {
 		return err
 	}
 	flags.collect(c)

@@ -32,7 +32,7 @@ func runServer(t *testing.T, args ...string) (*config.Server, error) {
 			Flags: flags.flags,
 			Action: func(c *cli.Context) error {
 				ran = true
-				return load(c, cfg, flags)
+				return load(c, cfg.ConfigFile, flags)
 			},
 		}},
 	}

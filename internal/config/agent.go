@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 )
@@ -57,32 +55,13 @@ func (a *Agent) Validate() error {
 		u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(DefaultHTTPSPort))
 	}
 	a.ServerURL = "https://" + u.Host
-	if a.Token != "" && a.TokenFile != "" {
-		return fmt.Errorf("--token and --token-file both given: use one of them")
-	}
-	if a.TokenFile != "" {
-		b, err := os.ReadFile(a.TokenFile)
-		if err != nil {
-			return fmt.Errorf("reading --token-file: %w", err)
-		}
-		a.Token = firstLine(string(b))
+	if err := resolveToken(&a.Token, a.TokenFile); err != nil {
+		return err
 	}
 	if a.Token == "" {
 		return fmt.Errorf("--token is required: the join token from the server's <data-dir>/server/token (or K1S_TOKEN)")
 	}
-	if a.DataDir == "" {
-		return fmt.Errorf("--data-dir must not be empty")
-	}
-	if a.DataDir, err = filepath.Abs(a.DataDir); err != nil {
-		return fmt.Errorf("--data-dir %q: %w", a.DataDir, err)
-	}
-	if a.RunDir == "" {
-		a.RunDir = DefaultRunDir
-	}
-	if a.RunDir, err = filepath.Abs(a.RunDir); err != nil {
-		return fmt.Errorf("--run-dir: %w", err)
-	}
-	if err := checkRunDir(a.RunDir); err != nil {
+	if err := resolveDirs(&a.DataDir, &a.RunDir); err != nil {
 		return err
 	}
 	if err := validateNode(a.NodeName, a.NodeIP, a.NodeLabels, a.NodeTaints, a.ExtraKubeletArgs, a.ExtraKubeProxyArgs); err != nil {

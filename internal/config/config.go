@@ -160,21 +160,7 @@ func (s *Server) FirstServiceIP() net.IP {
 // Validate checks every field and fills in what is derived from the host.
 // It must not write anything: a bad flag has to leave the data dir alone.
 func (s *Server) Validate() error {
-	if s.DataDir == "" {
-		return fmt.Errorf("--data-dir must not be empty")
-	}
-	abs, err := filepath.Abs(s.DataDir)
-	if err != nil {
-		return fmt.Errorf("--data-dir %q: %w", s.DataDir, err)
-	}
-	s.DataDir = abs
-	if s.RunDir == "" {
-		s.RunDir = DefaultRunDir
-	}
-	if s.RunDir, err = filepath.Abs(s.RunDir); err != nil {
-		return fmt.Errorf("--run-dir: %w", err)
-	}
-	if err := checkRunDir(s.RunDir); err != nil {
+	if err := resolveDirs(&s.DataDir, &s.RunDir); err != nil {
 		return err
 	}
 	if s.BindAddress != "" && net.ParseIP(s.BindAddress) == nil {
@@ -233,18 +219,8 @@ func (s *Server) Validate() error {
 	if adv.IsLoopback() || adv.IsUnspecified() {
 		return fmt.Errorf("--advertise-address %s must be an address other hosts can reach, not loopback or unspecified", s.AdvertiseAddress)
 	}
-	if s.Token != "" && s.TokenFile != "" {
-		return fmt.Errorf("--token and --token-file both given: use one of them")
-	}
-	if s.TokenFile != "" {
-		b, err := os.ReadFile(s.TokenFile)
-		if err != nil {
-			return fmt.Errorf("reading --token-file: %w", err)
-		}
-		s.Token = firstLine(string(b))
-		if s.Token == "" {
-			return fmt.Errorf("--token-file %s is empty", s.TokenFile)
-		}
+	if err := resolveToken(&s.Token, s.TokenFile); err != nil {
+		return err
 	}
 	if err := validateNode(s.NodeName, s.NodeIP, s.NodeLabels, s.NodeTaints,
 		s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs, s.ExtraKubeletArgs, s.ExtraKubeProxyArgs); err != nil {
@@ -272,6 +248,45 @@ func parseCIDR(flag, value, example string) (*net.IPNet, error) {
 		return nil, fmt.Errorf("invalid %s %q: host bits are set; did you mean %s?", flag, value, n.String())
 	}
 	return n, nil
+}
+
+// resolveDirs makes the data and run dirs absolute (the run dir defaults
+// to DefaultRunDir) and checks them.
+func resolveDirs(dataDir, runDir *string) error {
+	if *dataDir == "" {
+		return fmt.Errorf("--data-dir must not be empty")
+	}
+	abs, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir %q: %w", *dataDir, err)
+	}
+	*dataDir = abs
+	if *runDir == "" {
+		*runDir = DefaultRunDir
+	}
+	if *runDir, err = filepath.Abs(*runDir); err != nil {
+		return fmt.Errorf("--run-dir: %w", err)
+	}
+	return checkRunDir(*runDir)
+}
+
+// resolveToken reads --token-file into token; both given is an error.
+func resolveToken(token *string, tokenFile string) error {
+	if *token != "" && tokenFile != "" {
+		return fmt.Errorf("--token and --token-file both given: use one of them")
+	}
+	if tokenFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("reading --token-file: %w", err)
+	}
+	*token = firstLine(string(b))
+	if *token == "" {
+		return fmt.Errorf("--token-file %s is empty", tokenFile)
+	}
+	return nil
 }
 
 // checkRunDir: containerd's socket path under the run dir must fit in a

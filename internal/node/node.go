@@ -89,6 +89,14 @@ func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeli
 	return n
 }
 
+// Stop stops the node's components in order: kube-proxy, the kubelet
+// (it talks to containerd), then containerd. Containers keep running.
+func Stop(sup *pipeline.Supervisor, log logrus.FieldLogger) {
+	sup.Stop(log, 10*time.Second, "kube-proxy")
+	sup.Stop(log, 30*time.Second, "kubelet")
+	sup.Stop(log, 30*time.Second, "containerd")
+}
+
 // Steps are the node's start-up steps.
 func (n *Node) Steps() []pipeline.Step {
 	return []pipeline.Step{
@@ -300,5 +308,3 @@ func proxySynced(ctx context.Context, url string) (bool, error) {
 	}
 	return false, fmt.Errorf("no rules synced yet")
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

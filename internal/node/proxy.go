@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/k1s-io/k1s/internal/config"
@@ -9,7 +10,7 @@ import (
 
 // Ports of kube-proxy's local endpoints (loopback only).
 const (
-	ProxyHealthzPort = 10256 // probes, e.g. by load balancers
+	proxyHealthzPort = 10256 // kube-proxy's healthz; k1s reads the metrics
 	proxyMetricsPort = 10249
 )
 
@@ -21,8 +22,8 @@ func kubeProxyArgs(cfg *config.Node, files pki.NodeFiles) []string {
 		"--hostname-override=" + cfg.Name,
 		"--cluster-cidr=" + cfg.ClusterCIDR,
 		"--proxy-mode=iptables",
-		"--healthz-bind-address=127.0.0.1:" + itoa(ProxyHealthzPort),
-		"--metrics-bind-address=127.0.0.1:" + itoa(proxyMetricsPort),
+		"--healthz-bind-address=127.0.0.1:" + strconv.Itoa(proxyHealthzPort),
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(proxyMetricsPort),
 		// kube-proxy shares the k1s process: leave its OOM score alone.
 		"--oom-score-adj=0",
 		// Raising nf_conntrack_max is a host-wide change k1s leaves to the operator.

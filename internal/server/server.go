@@ -207,11 +207,7 @@ func (r *run) nodeCredentials(ctx context.Context, nc *config.Node, dir string) 
 // shutdown stops clients before the apiserver (whose graceful shutdown
 // waits for them), and the apiserver before the datastore.
 func (r *run) shutdown() {
-	// The kubelet first (it talks to containerd), then containerd; the
-	// containers themselves keep running.
-	r.sup.Stop(r.log, 10*time.Second, "kube-proxy")
-	r.sup.Stop(r.log, 30*time.Second, "kubelet")
-	r.sup.Stop(r.log, 30*time.Second, "containerd")
+	node.Stop(r.sup, r.log)
 	r.sup.Stop(r.log, 15*time.Second, "node-name-release", "kube-controller-manager", "kube-scheduler")
 	// The apiserver drains in-flight requests; leftover kubelet goroutines
 	// may keep some open, so do not wait long before closing the datastore.
