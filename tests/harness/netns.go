@@ -103,6 +103,17 @@ func NewLab(t testing.TB) *Lab {
 	}
 	l.Bridge = l.Prefix + "br"
 
+	// The first `ip netns add` on a machine makes /run/netns a mount point;
+	// undo that too once no namespace is left (this undo runs last).
+	if !isMountPoint("/run/netns") {
+		l.push("mount /run/netns", func() error {
+			if out, err := exec.Command("ip", "netns", "list").Output(); err != nil || strings.TrimSpace(string(out)) != "" || !isMountPoint("/run/netns") {
+				return nil
+			}
+			return l.run("umount", "/run/netns")
+		})
+	}
+
 	labMu.Lock()
 	defer labMu.Unlock()
 	if err := l.run("ip", "link", "add", "name", l.Bridge, "type", "bridge"); err != nil {
@@ -489,4 +500,18 @@ func onlyDevice(out, dev string) bool {
 		}
 	}
 	return true
+}
+
+// isMountPoint reports whether path is listed in /proc/self/mounts.
+func isMountPoint(path string) bool {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == path {
+			return true
+		}
+	}
+	return false
 }
