@@ -1,0 +1,16 @@
+// Package deploy owns <data-dir>/server/manifests/: k1s's add-ons written
+// there and every file there applied to the cluster.
+//
+// Stage writes the built-in add-ons (package manifests) into the folder with
+// their %{NAME}% placeholders filled in, and removes the file of a disabled
+// one. It never touches any other file: users may drop their own manifests
+// next to k1s's, and those are applied too.
+//
+// An Applier applies every *.yaml, *.yml and *.json file of the folder with
+// server-side apply (field manager "k1s-deploy"), labelling each object
+// "k1s.io/manifest: <file name without extension>". It re-applies a file
+// only when its content changed since its last successful apply, or when
+// that apply failed. A file that does not parse is not applied at all, and
+// the error names the file and the document. Deleting a file does not delete
+// its objects from the cluster; Remove does that for a disabled add-on.
+package deploy
