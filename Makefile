@@ -27,7 +27,7 @@ CNI_PLUGINS_VERSION := v1.10.0
 CRI_TOOLS_VERSION   := v1.37.0
 CNI_PLUGINS         := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
 
-.PHONY: all build deps run test unit e2e bench clean
+.PHONY: all build deps run test unit e2e bench clean images
 all: build
 
 build: bin/k1s
@@ -47,23 +47,58 @@ nodebin:
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./internal/pause
 
+# Air-gap bundle of the add-on images the manifests/ use (CoreDNS and
+# k1s's ingress controller), built from Go sources at pinned versions
+# since nothing can be pulled. CoreDNS is rebuilt only when its version (in
+# its file name) changes; the ingress controller is handed to go, whose
+# cache decides; the bundle is rewritten only when an input changed, so a
+# second `make images` is quick.
+COREDNS_VERSION := v1.15.0
+# INGRESS_TAG must equal server.IngressImageTag (internal/server/addons.go).
+INGRESS_TAG     := v0.1.0
+IMAGES_DIR      := bin/images
+IMAGES_ARCH     := amd64
+AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(IMAGES_ARCH).tar.zst
+COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
+INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
+BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go internal/imagebuild/bundle/*.go))
+
+images: $(AIRGAP_BUNDLE)
+
+$(COREDNS_BIN):
+	rm -rf $@.gobin
+	GOBIN=$(CURDIR)/$@.gobin CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGES_ARCH) $(GO) install -trimpath -ldflags "-s -w" github.com/coredns/coredns@$(COREDNS_VERSION)
+	mv $@.gobin/coredns $@ && rmdir $@.gobin
+
+$(INGRESS_BIN): FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGES_ARCH) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./internal/ingress/cmd/k1s-ingress
+	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(BUNDLE_SRCS) go.mod
+	$(GO) run ./internal/imagebuild/bundle -o $@ -arch $(IMAGES_ARCH) \
+		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
+		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG)
+
 # Installs what a fresh Debian machine lacks (needs root).
 deps:
 	bash scripts/install-deps.sh
 
-run: deps build
+# The bundle is linked into the default air-gap folder, as an offline user would.
+run: deps build images
+	mkdir -p /var/lib/k1s/agent/images
+	ln -sf $(CURDIR)/$(AIRGAP_BUNDLE) /var/lib/k1s/agent/images/
 	./bin/k1s server
 
 unit:
 	$(GO) test -count=1 ./internal/...
 
 # End-to-end tests start the real binary; K1S_BIN points them at it.
-e2e: build
+e2e: build images
 	K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -timeout 40m -v ./tests/...
 
-test: deps build unit e2e
+test: deps build images unit e2e
 
-bench: build
+bench: build images
 	$(GO) run ./tests/bench -bin $(CURDIR)/bin/k1s -out docs/benchmarks.md
 
 clean:

@@ -1,12 +1,15 @@
 // Package imagebuild makes single-layer container images from a few files,
 // as image tarballs containerd imports. k1s builds its sandbox image with
-// it; the tests build theirs.
+// it; the tests build theirs; `make images` builds the air-gap bundle of
+// the add-on images (WriteBundle).
 package imagebuild
 
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
+	"os"
 	"runtime"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,37 +20,22 @@ import (
 )
 
 // File is one entry of the layer: a directory (Name ends in /), a symlink
-// (Link set) or a regular file.
+// (Link set) or a regular file whose content is Data or, when Path is set,
+// the host file at Path (read when the layer is written, never held in
+// memory whole).
 type File struct {
 	Name string
 	Mode int64
 	Data []byte
 	Link string
+	Path string
 }
 
 // Write writes an image tarball of ref with files as its only layer and
 // config as its run configuration, for this machine's platform.
 func Write(w io.Writer, ref string, files []File, config v1.Config) error {
 	var layer bytes.Buffer
-	tw := tar.NewWriter(&layer)
-	for _, f := range files {
-		h := &tar.Header{Name: f.Name, Mode: f.Mode, Typeflag: tar.TypeReg, Size: int64(len(f.Data))}
-		switch {
-		case f.Link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.Link, 0
-		case len(f.Name) > 0 && f.Name[len(f.Name)-1] == '/':
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(f.Data); err != nil {
-				return err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
+	if err := writeLayer(&layer, files); err != nil {
 		return err
 	}
 	data := layer.Bytes()
@@ -74,4 +62,55 @@ func Write(w io.Writer, ref string, files []File, config v1.Config) error {
 		return err
 	}
 	return tarball.Write(tag, img, w)
+}
+
+// writeLayer writes files, in the order given, as a tar stream with zero
+// timestamps and root ownership.
+func writeLayer(w io.Writer, files []File) error {
+	tw := tar.NewWriter(w)
+	for _, f := range files {
+		h := &tar.Header{Name: f.Name, Mode: f.Mode, Typeflag: tar.TypeReg, Size: int64(len(f.Data))}
+		var src *os.File
+		switch {
+		case f.Link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.Link, 0
+		case len(f.Name) > 0 && f.Name[len(f.Name)-1] == '/':
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		case f.Path != "":
+			var err error
+			if src, err = os.Open(f.Path); err != nil {
+				return err
+			}
+			fi, err := src.Stat()
+			if err != nil {
+				src.Close()
+				return err
+			}
+			h.Size = fi.Size()
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			if src != nil {
+				src.Close()
+			}
+			return err
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		if src == nil {
+			if _, err := tw.Write(f.Data); err != nil {
+				return err
+			}
+			continue
+		}
+		n, err := io.Copy(tw, src)
+		src.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		if n != h.Size {
+			return fmt.Errorf("%s changed while being read", f.Path)
+		}
+	}
+	return tw.Close()
 }

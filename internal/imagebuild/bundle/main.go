@@ -1,0 +1,145 @@
+// Command bundle writes k1s's air-gap image bundle: the add-on images
+// (CoreDNS, k1s's ingress controller) built from binaries `make images` compiled, as one
+// zstd-compressed image tarball that k1s imports into containerd from
+// <data-dir>/agent/images/.
+//
+//	go run ./internal/imagebuild/bundle -o bin/k1s-airgap-images-amd64.tar.zst \
+//	    -coredns bin/images/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
+//	    -ingress bin/images/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0
+//
+// The output is the same for the same inputs. It is written to a temporary
+// file and renamed into place, so an interrupted run leaves no half bundle.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/k1s-io/k1s/internal/imagebuild"
+)
+
+const envPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Users and groups of a distroless-like base: root, nonroot (65532, what
+// the manifests run as where they can) and nobody.
+const (
+	passwd = "root:x:0:0:root:/root:/sbin/nologin\n" +
+		"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n" +
+		"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
+	group = "root:x:0:\n" +
+		"nonroot:x:65532:\n" +
+		"nobody:x:65534:\n"
+	// Go's resolver reads it to look in /etc/hosts before asking DNS.
+	nsswitch = "hosts: files dns\n"
+)
+
+func main() {
+	out := flag.String("o", "bin/k1s-airgap-images-amd64.tar.zst", "bundle to write")
+	arch := flag.String("arch", "amd64", "GOARCH the binaries are built for")
+	coredns := flag.String("coredns", "", "CoreDNS binary")
+	corednsRef := flag.String("coredns-ref", "docker.io/coredns/coredns:1.15.0", "CoreDNS image tag")
+	ingress := flag.String("ingress", "", "k1s-ingress binary")
+	ingressRef := flag.String("ingress-ref", "", "ingress controller image tag, e.g. docker.io/k1s-io/ingress:v0.1.0")
+	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates copied into the images when the file exists")
+	flag.Parse()
+	if *coredns == "" || *ingress == "" || *ingressRef == "" || flag.NArg() != 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	for _, p := range []string{*coredns, *ingress} {
+		if _, err := os.Stat(p); err != nil {
+			log.Fatal(err)
+		}
+	}
+	base := []imagebuild.File{
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte(passwd)},
+		{Name: "etc/group", Mode: 0o644, Data: []byte(group)},
+		{Name: "etc/nsswitch.conf", Mode: 0o644, Data: []byte(nsswitch)},
+		{Name: "tmp/", Mode: 0o1777},
+	}
+	switch _, err := os.Stat(*caBundle); {
+	case err == nil:
+		base = append(base, imagebuild.File{Name: "etc/ssl/certs/ca-certificates.crt", Mode: 0o644, Path: *caBundle})
+	case errors.Is(err, fs.ErrNotExist):
+		log.Printf("%s not found: images have no CA certificates", *caBundle)
+	default:
+		log.Fatal(err)
+	}
+	images := []imagebuild.Image{
+		{
+			Ref:   *corednsRef,
+			Files: append(clone(base), imagebuild.File{Name: "coredns", Mode: 0o755, Path: *coredns}),
+			Config: v1.Config{
+				Entrypoint:   []string{"/coredns"},
+				Env:          []string{envPath},
+				ExposedPorts: map[string]struct{}{"53/tcp": {}, "53/udp": {}},
+			},
+			Architecture: *arch,
+		},
+		{
+			Ref:   *ingressRef,
+			Files: append(clone(base), imagebuild.File{Name: "k1s-ingress", Mode: 0o755, Path: *ingress}),
+			Config: v1.Config{
+				Entrypoint:   []string{"/k1s-ingress"},
+				Env:          []string{envPath},
+				ExposedPorts: map[string]struct{}{"8000/tcp": {}, "8443/tcp": {}},
+				User:         "65532:65532",
+			},
+			Architecture: *arch,
+		},
+	}
+	if err := write(*out, images); err != nil {
+		log.Fatal(err)
+	}
+	fi, err := os.Stat(*out)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("wrote %s (%d bytes): %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef)
+}
+
+func clone(files []imagebuild.File) []imagebuild.File {
+	return append([]imagebuild.File(nil), files...)
+}
+
+func write(out string, images []imagebuild.Image) (err error) {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	// One encoder goroutine keeps the output byte-for-byte reproducible.
+	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	if err = imagebuild.WriteBundle(zw, images); err != nil {
+		return err
+	}
+	if err = zw.Close(); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), out)
+}

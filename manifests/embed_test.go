@@ -1,0 +1,60 @@
+package manifests
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// Builtin holds exactly the *.yaml files of this folder, keyed by name
+// without extension, with their content as on disk.
+func TestBuiltinMatchesFolder(t *testing.T) {
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".yaml") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+			continue
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[strings.TrimSuffix(name, ".yaml")] = string(b)
+	}
+	got := Builtin()
+	if len(got) != len(want) {
+		t.Errorf("Builtin has %d entries, the folder %d *.yaml files", len(got), len(want))
+	}
+	for name, content := range want {
+		if string(got[name]) != content {
+			t.Errorf("Builtin()[%q] differs from %s.yaml", name, name)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("Builtin has %q, which is no *.yaml file here", name)
+		}
+		if strings.Contains(name, ".") || strings.EqualFold(name, "README") {
+			t.Errorf("Builtin key %q: want base names without extension, and no README", name)
+		}
+	}
+}
+
+func TestBuiltinReturnsCopies(t *testing.T) {
+	first := Builtin()
+	for name, b := range first {
+		if len(b) == 0 {
+			t.Errorf("%s.yaml is empty", name)
+			continue
+		}
+		orig := b[0]
+		b[0] ^= 0xff
+		if Builtin()[name][0] != orig {
+			t.Errorf("changing the bytes of %s changed what the next Builtin returns", name)
+		}
+	}
+}
