@@ -80,6 +80,10 @@ func joinServer(ctx context.Context, c *join.Client, nc *config.Node, dir string
 		if err == nil {
 			nc.ClusterCIDR, nc.ServiceCIDR = resp.ClusterCIDR, resp.ServiceCIDR
 			nc.ClusterDNS, nc.ClusterDomain = resp.ClusterDNS, resp.ClusterDomain
+			nc.FlannelBackend = resp.FlannelBackend
+			if nc.FlannelBackend == "" {
+				nc.FlannelBackend = "vxlan"
+			}
 			if err := pki.WriteNode(dir, &resp.Certs, nc.APIServerURL); err != nil {
 				return err
 			}

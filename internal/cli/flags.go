@@ -99,7 +99,10 @@ func serverFlags(cfg *config.Server) *binder {
 	b.list("kube-scheduler-arg", "extra kube-scheduler flag as key=value (repeatable)", &cfg.ExtraSchedulerArgs)
 	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
-	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
+	b.list("disable", "built-in add-on not to deploy: coredns, servicelb, ingress (repeatable or comma-separated)", &cfg.Disable)
+	b.str("system-default-registry", "registry (host[/path]) prefixed to the add-ons' images, e.g. a mirror of docker.io", &cfg.SystemDefaultRegistry, "")
+	b.str("flannel-backend", "Pod network between nodes: vxlan, host-gw, or none (install your own CNI)", &cfg.FlannelBackend, "vxlan")
+	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs, &cfg.FlannelIface},
 		"IP this node registers with (default: --advertise-address)")
 	return b
 }
@@ -110,6 +113,7 @@ type nodeTargets struct {
 	labels, taints         *[]string
 	registry               *string
 	kubeletArgs, proxyArgs *[]string
+	flannelIface           *string
 }
 
 // nodeFlags declares the flags a server and an agent share for their node.
@@ -121,6 +125,7 @@ func nodeFlags(b *binder, t nodeTargets, ipUsage string) {
 	b.str("private-registry", "private registry configuration (mirrors, auth, TLS; k3s's registries.yaml format)", t.registry, config.DefaultRegistries)
 	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", t.kubeletArgs)
 	b.list("kube-proxy-arg", "extra kube-proxy flag as key=value, e.g. proxy-mode=nftables (repeatable)", t.proxyArgs)
+	b.str("flannel-iface", "interface flannel sends Pod traffic to other nodes by (default: the one holding the node IP)", t.flannelIface, "")
 }
 
 // agentFlags declares every `k1s agent` flag, bound to cfg.
@@ -133,7 +138,7 @@ func agentFlags(cfg *config.Agent) *binder {
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
 	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
 	b.str("run-dir", "directory for sockets and runtime state of the node", &cfg.RunDir, config.DefaultRunDir)
-	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs},
+	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs, &cfg.FlannelIface},
 		"IP this node registers with (default: this host's primary IP)")
 	return b
 }

@@ -26,6 +26,7 @@ type Agent struct {
 	PrivateRegistry    string
 	ExtraKubeletArgs   []string
 	ExtraKubeProxyArgs []string
+	FlannelIface       string
 
 	Debug bool
 }
@@ -37,7 +38,7 @@ func (a *Agent) Node() Node {
 		Name: a.NodeName, IP: a.NodeIP,
 		Labels: a.NodeLabels, Taints: a.NodeTaints, PrivateRegistry: a.PrivateRegistry,
 		KubeletArgs: a.ExtraKubeletArgs, ProxyArgs: a.ExtraKubeProxyArgs,
-		APIServerURL: a.ServerURL,
+		APIServerURL: a.ServerURL, FlannelIface: a.FlannelIface,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -86,6 +87,13 @@ type Server struct {
 	DisableAgent bool
 	Debug        bool
 
+	// Disable lists built-in add-ons not to deploy (Addons).
+	Disable []string
+	// SystemDefaultRegistry prefixes the add-ons' images (e.g. a mirror).
+	SystemDefaultRegistry string
+	// FlannelBackend is the cluster's Pod network between nodes.
+	FlannelBackend string
+
 	// Node settings, for the server's own node.
 	NodeName           string
 	NodeIP             string
@@ -94,6 +102,21 @@ type Server struct {
 	PrivateRegistry    string
 	ExtraKubeletArgs   []string
 	ExtraKubeProxyArgs []string
+	FlannelIface       string
+}
+
+// Addons are the built-in add-ons --disable accepts, and the other names
+// users may know them by.
+var Addons = map[string]string{"coredns": "coredns", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress"}
+
+// Disabled reports whether --disable names addon.
+func (s *Server) Disabled(addon string) bool {
+	for _, d := range s.Disable {
+		if Addons[d] == addon {
+			return true
+		}
+	}
+	return false
 }
 
 // Node is the server's own node.
@@ -109,7 +132,8 @@ func (s *Server) Node() Node {
 		KubeletArgs: s.ExtraKubeletArgs, ProxyArgs: s.ExtraKubeProxyArgs,
 		ClusterCIDR: s.ClusterCIDR, ServiceCIDR: s.ServiceCIDR,
 		ClusterDNS: s.ClusterDNS, ClusterDomain: s.ClusterDomain,
-		APIServerURL: s.APIServerURL(),
+		APIServerURL:   s.APIServerURL(),
+		FlannelBackend: s.FlannelBackend, FlannelIface: s.FlannelIface,
 	}
 }
 
@@ -196,6 +220,30 @@ func (s *Server) Validate() error {
 	}
 	if s.ClusterDomain == "" {
 		return fmt.Errorf("--cluster-domain must not be empty")
+	}
+	if s.FlannelBackend == "" {
+		s.FlannelBackend = "vxlan"
+	}
+	if err := validateBackend(s.FlannelBackend); err != nil {
+		return err
+	}
+	// --disable=coredns,servicelb works as k3s users write it.
+	var disable []string
+	for _, d := range s.Disable {
+		for _, f := range strings.Split(d, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				disable = append(disable, f)
+			}
+		}
+	}
+	s.Disable = disable
+	for _, d := range s.Disable {
+		if _, ok := Addons[d]; !ok {
+			return fmt.Errorf("--disable %q: unknown add-on; k1s can disable coredns, servicelb and ingress", d)
+		}
+	}
+	if r := s.SystemDefaultRegistry; r != "" && (strings.Contains(r, "://") || strings.HasSuffix(r, "/") || strings.ContainsAny(r, " \t")) {
+		return fmt.Errorf("invalid --system-default-registry %q: want a registry host (and optional path), e.g. registry.example.com:5000/mirror, without scheme or trailing slash", r)
 	}
 	if s.WriteKubeconfigMode != "" {
 		m, err := strconv.ParseUint(s.WriteKubeconfigMode, 8, 32)

@@ -50,6 +50,10 @@ func TestValidateRejects(t *testing.T) {
 		want   []string // substrings of the error
 	}{
 		{"empty data dir", func(s *Server) { s.DataDir = "" }, []string{"--data-dir"}},
+		{"unknown flannel backend", func(s *Server) { s.FlannelBackend = "wireguard" }, []string{"--flannel-backend", `"wireguard"`, "vxlan, host-gw, none"}},
+		{"unknown add-on", func(s *Server) { s.Disable = []string{"coredns,metrics-server"} }, []string{"--disable", `"metrics-server"`, "coredns, servicelb and ingress"}},
+		{"registry with scheme", func(s *Server) { s.SystemDefaultRegistry = "https://r.example" }, []string{"--system-default-registry", "without scheme"}},
+		{"registry with slash", func(s *Server) { s.SystemDefaultRegistry = "r.example/" }, []string{"--system-default-registry"}},
 		{"bad bind address", func(s *Server) { s.BindAddress = "localhost" }, []string{"--bind-address", `"localhost"`}},
 		{"port zero", func(s *Server) { s.HTTPSPort = 0 }, []string{"--https-listen-port", "0"}},
 		{"port too large", func(s *Server) { s.SchedulerPort = 65536 }, []string{"scheduler port", "65536"}},
@@ -280,5 +284,38 @@ func TestDatastoreDefaultsAreValid(t *testing.T) {
 	d := Datastore{ConnectTimeout: time.Second, CompactMinRetain: 0, CompactBatchSize: 0}
 	if err := d.validate(); err != nil {
 		t.Errorf("validate() = %v, want nil for zero compaction values", err)
+	}
+}
+
+func TestDisableListsAndAliases(t *testing.T) {
+	s := validServer(t)
+	s.Disable = []string{"coredns, servicelb", "traefik"}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"coredns", "servicelb", "ingress"} {
+		if !s.Disabled(a) {
+			t.Errorf("Disabled(%q) = false after --disable %v", a, s.Disable)
+		}
+	}
+	s = validServer(t)
+	s.Disable = []string{"servicelb"}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Disabled("coredns") || s.Disabled("ingress") || !s.Disabled("servicelb") {
+		t.Errorf("--disable servicelb: coredns %v ingress %v servicelb %v", s.Disabled("coredns"), s.Disabled("ingress"), s.Disabled("servicelb"))
+	}
+	if s.FlannelBackend != "vxlan" {
+		t.Errorf("default flannel backend %q, want vxlan", s.FlannelBackend)
+	}
+}
+
+func TestNFTablesProxy(t *testing.T) {
+	for args, want := range map[string]bool{"proxy-mode=nftables": true, "--proxy-mode=nftables": true, "proxy-mode=iptables": false, "": false} {
+		n := Node{ProxyArgs: []string{args}}
+		if got := n.NFTablesProxy(); got != want {
+			t.Errorf("NFTablesProxy(%q) = %v, want %v", args, got, want)
+		}
 	}
 }

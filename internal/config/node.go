@@ -34,6 +34,34 @@ type Node struct {
 	ClusterDomain string
 	// APIServerURL is how this node's kubelet and kube-proxy reach the apiserver.
 	APIServerURL string
+	// FlannelBackend is the cluster's (the server decides); FlannelIface this node's.
+	FlannelBackend string
+	FlannelIface   string
+}
+
+// FlannelBackends are the values --flannel-backend takes; "none" leaves
+// the Pod network to a CNI the user installs.
+var FlannelBackends = []string{"vxlan", "host-gw", "none"}
+
+func validateBackend(b string) error {
+	for _, v := range FlannelBackends {
+		if b == v {
+			return nil
+		}
+	}
+	return fmt.Errorf("invalid --flannel-backend %q: want one of %s", b, strings.Join(FlannelBackends, ", "))
+}
+
+// NFTablesProxy reports whether kube-proxy was asked for nftables mode,
+// so that flannel writes the same kind of rules.
+func (n *Node) NFTablesProxy() bool {
+	for _, a := range n.ProxyArgs {
+		a = strings.TrimLeft(a, "-")
+		if a == "proxy-mode=nftables" {
+			return true
+		}
+	}
+	return false
 }
 
 // Node paths: persistent state under <data-dir>/agent, sockets and runtime

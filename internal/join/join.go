@@ -36,6 +36,8 @@ type Response struct {
 	ServiceCIDR   string         `json:"serviceCIDR"`
 	ClusterDNS    string         `json:"clusterDNS"`
 	ClusterDomain string         `json:"clusterDomain"`
+	// FlannelBackend is the cluster's; every node must use the same.
+	FlannelBackend string `json:"flannelBackend"`
 }
 
 // Error is the JSON body of a refused request.
