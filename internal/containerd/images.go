@@ -55,7 +55,11 @@ func ImportDir(ctx context.Context, socket, dir, recordPath string, log logrus.F
 	}
 	var files []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && IsImageTarball(e.Name()) {
+		if !IsImageTarball(e.Name()) {
+			continue
+		}
+		// A symlink to a tarball elsewhere (e.g. k1s's bundle) counts too.
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && fi.Mode().IsRegular() {
 			files = append(files, e.Name())
 		}
 	}

@@ -27,14 +27,32 @@ func EnsureRBAC(ctx context.Context, f pki.Files) error {
 	if err != nil {
 		return err
 	}
-	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: KubeletAPIBinding, Labels: map[string]string{"app.kubernetes.io/managed-by": "k1s"}},
+	labels := map[string]string{"app.kubernetes.io/managed-by": "k1s"}
+	flannel := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: FlannelRole, Labels: labels},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"nodes/status"}, Verbs: []string{"patch"}},
+		},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, flannel, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	for _, crb := range []*rbacv1.ClusterRoleBinding{{
+		ObjectMeta: metav1.ObjectMeta{Name: KubeletAPIBinding, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.APIServerKubeletUser}},
+	}, {
+		ObjectMeta: metav1.ObjectMeta{Name: FlannelRole, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FlannelRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.FlannelUser}},
+	}} {
+		if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
 	}
-	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
+	return nil
 }
+
+// FlannelRole lets flannel watch Nodes and publish its tunnel endpoint on them.
+const FlannelRole = "k1s:flannel"

@@ -10,11 +10,12 @@ import (
 const BridgeName = "k1s0"
 
 // cniConfig is the node's CNI network: a bridge with host-local addresses
-// from the node's Pod CIDR, masquerading traffic that leaves it, and
-// portmap for hostPort.
+// from the node's Pod CIDR at flannel's MTU, and portmap for hostPort.
+// Flannel masquerades traffic leaving the cluster network, so the bridge
+// does not (it would hide Pod IPs from Pods on other nodes).
 // Address leases live under the node's run dir, so two nodes on one
 // machine (tests) keep apart and a reboot, which ends the Pods, ends them.
-func cniConfig(podCIDR, ipamDir string) ([]byte, error) {
+func cniConfig(podCIDR, ipamDir string, mtu int) ([]byte, error) {
 	return json.MarshalIndent(map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "k1s",
@@ -23,7 +24,8 @@ func cniConfig(podCIDR, ipamDir string) ([]byte, error) {
 				"type":        "bridge",
 				"bridge":      BridgeName,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false,
+				"mtu":         mtu,
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",
@@ -37,8 +39,8 @@ func cniConfig(podCIDR, ipamDir string) ([]byte, error) {
 	}, "", "  ")
 }
 
-func writeCNIConfig(dir, podCIDR, ipamDir string) error {
-	data, err := cniConfig(podCIDR, ipamDir)
+func writeCNIConfig(dir, podCIDR, ipamDir string, mtu int) error {
+	data, err := cniConfig(podCIDR, ipamDir, mtu)
 	if err != nil {
 		return err
 	}

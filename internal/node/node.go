@@ -1,8 +1,8 @@
 // Package node assembles a Kubernetes node inside k1s, for the server's own
 // node and for `k1s agent` alike. Its steps, in order: the host checks and
 // helper binaries, the node's credentials, containerd, the air-gap images
-// (and the sandbox image), the kubelet, the CNI network once the node has
-// its Pod CIDR, and kube-proxy.
+// (and the sandbox image), the kubelet, the node's Pod CIDR, flannel (the
+// path to other nodes' Pods), the CNI bridge, and kube-proxy.
 package node
 
 import (
@@ -25,6 +25,7 @@ import (
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/containerd"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/flannel"
 	"github.com/k1s-io/k1s/internal/nodebin"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
@@ -79,6 +80,9 @@ type Node struct {
 	log   logrus.FieldLogger
 	cc    containerd.Config
 	kube  kubernetes.Interface
+
+	podNet  string
+	network flannel.Network // zero with --flannel-backend=none
 }
 
 // New prepares a node. cfg.Name may be empty (the hostname is used).
@@ -92,7 +96,7 @@ func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeli
 // Stop stops the node's components in order: kube-proxy, the kubelet
 // (it talks to containerd), then containerd. Containers keep running.
 func Stop(sup *pipeline.Supervisor, log logrus.FieldLogger) {
-	sup.Stop(log, 10*time.Second, "kube-proxy")
+	sup.Stop(log, 10*time.Second, "kube-proxy", "flannel")
 	sup.Stop(log, 30*time.Second, "kubelet")
 	sup.Stop(log, 30*time.Second, "containerd")
 }
@@ -105,6 +109,8 @@ func (n *Node) Steps() []pipeline.Step {
 		{Name: "containerd", Run: n.containerd},
 		{Name: "images", Run: n.images},
 		{Name: "kubelet", Run: n.kubelet},
+		{Name: "pod-cidr", Run: n.podCIDR},
+		{Name: "flannel", Run: n.flannel},
 		{Name: "cni", Run: n.cni},
 		{Name: "kube-proxy", Run: n.kubeProxy},
 	}
@@ -234,26 +240,63 @@ func (n *Node) kubelet(ctx context.Context) error {
 	}, func() string { return last })
 }
 
-// cni writes the network config once the node has a Pod CIDR, then waits
-// for the node to turn Ready.
-func (n *Node) cni(ctx context.Context) error {
-	var podCIDR, last string
-	err := n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.Name, nodeReadyTimeout, func(ctx context.Context) bool {
+// podCIDR waits for the controller-manager to give the node its Pod CIDR.
+func (n *Node) podCIDR(ctx context.Context) error {
+	var last string
+	return n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.Name, nodeReadyTimeout, func(ctx context.Context) bool {
 		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false
 		}
-		podCIDR = node.Spec.PodCIDR
-		return podCIDR != ""
+		n.podNet = node.Spec.PodCIDR
+		return n.podNet != ""
 	}, func() string { return last })
-	if err != nil {
+}
+
+// flannel links this node's Pod CIDR with the other nodes'.
+func (n *Node) flannel(ctx context.Context) error {
+	if n.cfg.FlannelBackend == flannel.None {
+		n.log.Info("--flannel-backend=none: k1s sets up no Pod network; the node turns Ready once your CNI plugin writes its config to " + n.cc.CNIConfDir)
+		return nil
+	}
+	fc := flannel.Config{
+		Backend: n.cfg.FlannelBackend, Iface: n.cfg.FlannelIface,
+		NodeName: n.cfg.Name, NodeIP: n.cfg.IP, ClusterCIDR: n.cfg.ClusterCIDR,
+		Kubeconfig: n.files.FlannelKubeconfig(), NFTables: n.cfg.NFTablesProxy(),
+		ConfDir:    filepath.Join(n.cfg.AgentDir(), "etc", "flannel"),
+		SubnetFile: filepath.Join(n.cfg.RunDir, "flannel", "subnet.env"),
+	}
+	ready := make(chan flannel.Network, 1)
+	n.sup.Go("flannel", func(ctx context.Context) error {
+		return flannel.Run(ctx, fc, func(nw flannel.Network) { ready <- nw })
+	})
+	got := func(context.Context) bool {
+		select {
+		case nw := <-ready:
+			n.network = nw
+			return true
+		default:
+			return n.network.MTU != 0
+		}
+	}
+	if err := n.sup.Wait(ctx, "flannel "+fc.Backend+" network", nodeReadyTimeout, got, func() string { return "see the flannel lines above" }); err != nil {
 		return err
 	}
-	if err := writeCNIConfig(n.cc.CNIConfDir, podCIDR, filepath.Join(n.cfg.RunDir, "cni-ipam")); err != nil {
+	n.log.Infof("flannel %s: Pod network %s, MTU %d, via %s", fc.Backend, n.network.Subnet, n.network.MTU, n.network.Iface)
+	return nil
+}
+
+// cni writes the Pods' network config, then waits for the node to turn Ready.
+func (n *Node) cni(ctx context.Context) error {
+	if n.cfg.FlannelBackend == flannel.None {
+		return nil
+	}
+	if err := writeCNIConfig(n.cc.CNIConfDir, n.podNet, filepath.Join(n.cfg.RunDir, "cni-ipam"), n.network.MTU); err != nil {
 		return err
 	}
-	n.log.Infof("node %s: Pod network %s on bridge %s", n.cfg.Name, podCIDR, BridgeName)
+	n.log.Infof("node %s: Pods on bridge %s in %s", n.cfg.Name, BridgeName, n.podNet)
+	var last string
 	return n.sup.Wait(ctx, "node "+n.cfg.Name+" Ready", nodeReadyTimeout, func(ctx context.Context) bool {
 		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
 		if err != nil {

@@ -27,6 +27,15 @@ func (n NodeFiles) ProxyCert() string       { return n.path("client-kube-proxy.c
 func (n NodeFiles) ProxyKey() string        { return n.path("client-kube-proxy.key") }
 func (n NodeFiles) Kubeconfig() string      { return n.path("kubelet.kubeconfig") }
 func (n NodeFiles) ProxyKubeconfig() string { return n.path("kube-proxy.kubeconfig") }
+func (n NodeFiles) FlannelCert() string     { return n.path("client-flannel.crt") }
+func (n NodeFiles) FlannelKey() string      { return n.path("client-flannel.key") }
+func (n NodeFiles) FlannelKubeconfig() string {
+	return n.path("flannel.kubeconfig")
+}
+
+// FlannelUser is flannel's identity: it must list every Node and annotate
+// its own, which the Node authorizer does not let a kubelet do.
+const FlannelUser = "system:k1s-flannel"
 
 // nodeLeaves: the kubelet's client certificate is system:node:<name> in
 // system:nodes, as the Node authorizer expects; its serving certificate is
@@ -41,6 +50,7 @@ func nodeLeaves(res *Result, name, ip string) []*leaf {
 		{name: "client-kubelet", ca: res.ClientCA, cn: "system:node:" + name, orgs: []string{"system:nodes"}, client: true},
 		{name: "serving-kubelet", ca: res.ServerCA, cn: name, server: true, dnsNames: []string{name, "localhost"}, ips: dedupeIPs(ips)},
 		{name: "client-kube-proxy", ca: res.ClientCA, cn: "system:kube-proxy", client: true},
+		{name: "client-flannel", ca: res.ClientCA, cn: FlannelUser, client: true},
 	}
 }
 
@@ -73,12 +83,14 @@ type NodeBundle struct {
 	ServingKey  []byte `json:"servingKey"`
 	ProxyCert   []byte `json:"proxyCert"`
 	ProxyKey    []byte `json:"proxyKey"`
+	FlannelCert []byte `json:"flannelCert"`
+	FlannelKey  []byte `json:"flannelKey"`
 }
 
 // IssueNode issues fresh credentials for a joining node.
 func IssueNode(res *Result, nodeName, nodeIP string, now time.Time) (*NodeBundle, error) {
 	b := &NodeBundle{ServerCA: res.ServerCA.CertPEM, ClientCA: res.ClientCA.CertPEM}
-	out := [][2]*[]byte{{&b.KubeletCert, &b.KubeletKey}, {&b.ServingCert, &b.ServingKey}, {&b.ProxyCert, &b.ProxyKey}}
+	out := [][2]*[]byte{{&b.KubeletCert, &b.KubeletKey}, {&b.ServingCert, &b.ServingKey}, {&b.ProxyCert, &b.ProxyKey}, {&b.FlannelCert, &b.FlannelKey}}
 	for i, l := range nodeLeaves(res, nodeName, nodeIP) {
 		key, err := newKey()
 		if err != nil {
@@ -111,6 +123,7 @@ func WriteNode(dir string, b *NodeBundle, apiURL string) error {
 		{n.ClientKey(), b.KubeletKey, 0o600}, {n.ClientCert(), b.KubeletCert, 0o644},
 		{n.ServingKey(), b.ServingKey, 0o600}, {n.ServingCert(), b.ServingCert, 0o644},
 		{n.ProxyKey(), b.ProxyKey, 0o600}, {n.ProxyCert(), b.ProxyCert, 0o644},
+		{n.FlannelKey(), b.FlannelKey, 0o600}, {n.FlannelCert(), b.FlannelCert, 0o644},
 	} {
 		if len(f.data) == 0 {
 			return fmt.Errorf("the server sent no %s", filepath.Base(f.path))
@@ -133,6 +146,7 @@ func writeNodeCommon(n NodeFiles, serverCA, clientCA []byte, apiURL string) erro
 	for _, k := range []struct{ path, user, cert, key string }{
 		{n.Kubeconfig(), "kubelet", n.ClientCert(), n.ClientKey()},
 		{n.ProxyKubeconfig(), "kube-proxy", n.ProxyCert(), n.ProxyKey()},
+		{n.FlannelKubeconfig(), "flannel", n.FlannelCert(), n.FlannelKey()},
 	} {
 		data, err := kubeconfig(apiURL, k.user, nil, n.ServerCA(), k.cert, k.key, false)
 		if err != nil {
