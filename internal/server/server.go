@@ -84,6 +84,7 @@ func (r *run) steps() []pipeline.Step {
 		{Name: "rbac", Run: func(ctx context.Context) error { return control.EnsureRBAC(ctx, r.pki.Files) }},
 		{Name: "controllers", Run: r.controllers},
 		{Name: "node-name-release", Run: r.nodeNameRelease},
+		{Name: "addons", Run: r.addons},
 	}
 	if !r.cfg.DisableAgent {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
@@ -131,7 +132,7 @@ func (r *run) apiserver(ctx context.Context) error {
 		PKI:    r.pki,
 		Secret: tok.Secret,
 		Cluster: join.Response{ClusterCIDR: r.cfg.ClusterCIDR, ServiceCIDR: r.cfg.ServiceCIDR,
-			ClusterDNS: r.cfg.ClusterDNS, ClusterDomain: r.cfg.ClusterDomain},
+			ClusterDNS: r.cfg.ClusterDNS, ClusterDomain: r.cfg.ClusterDomain, FlannelBackend: r.cfg.FlannelBackend},
 		Kube: r.adminClient,
 		Log:  r.log,
 	}
@@ -208,7 +209,7 @@ func (r *run) nodeCredentials(ctx context.Context, nc *config.Node, dir string) 
 // waits for them), and the apiserver before the datastore.
 func (r *run) shutdown() {
 	node.Stop(r.sup, r.log)
-	r.sup.Stop(r.log, 15*time.Second, "node-name-release", "kube-controller-manager", "kube-scheduler")
+	r.sup.Stop(r.log, 15*time.Second, "deploy", "nodehosts", "servicelb", "node-name-release", "kube-controller-manager", "kube-scheduler")
 	// The apiserver drains in-flight requests; leftover kubelet goroutines
 	// may keep some open, so do not wait long before closing the datastore.
 	r.sup.Stop(r.log, 15*time.Second, "kube-apiserver")

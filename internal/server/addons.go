@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"path/filepath"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/k1s-io/k1s/internal/deploy"
+	"github.com/k1s-io/k1s/internal/nodehosts"
+	"github.com/k1s-io/k1s/internal/servicelb"
+	"github.com/k1s-io/k1s/manifests"
+)
+
+// IngressImageTag is the tag of the ingress controller image that
+// `make images` builds (INGRESS_TAG in the Makefile); bump both together
+// when internal/ingress changes.
+const IngressImageTag = "v0.1.0"
+
+// manifestVars fill the placeholders of the built-in add-ons.
+func (r *run) manifestVars() map[string]string {
+	reg := r.cfg.SystemDefaultRegistry
+	if reg != "" {
+		reg += "/"
+	}
+	return map[string]string{
+		"CLUSTER_DNS":             r.cfg.ClusterDNS,
+		"CLUSTER_DOMAIN":          r.cfg.ClusterDomain,
+		"SYSTEM_DEFAULT_REGISTRY": reg,
+		"K1S_INGRESS_TAG":         IngressImageTag,
+	}
+}
+
+// addons writes the built-in add-ons into the manifests folder, deletes
+// what a newly disabled one had deployed, applies the folder once, and
+// keeps applying it (and the in-process add-ons running) from then on.
+// A manifest that fails to apply is logged, not fatal: the cluster runs,
+// and the file is retried.
+func (r *run) addons(ctx context.Context) error {
+	dir := filepath.Join(r.cfg.ServerDir(), "manifests")
+	builtin := manifests.Builtin()
+	vars := r.manifestVars()
+	disabled := map[string]bool{}
+	for name := range builtin {
+		disabled[name] = r.cfg.Disabled(name)
+	}
+	changes, err := deploy.Stage(dir, builtin, vars, disabled)
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		r.log.Infof("add-on %s: %s %s", c.Name, c.Action, c.Path)
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", r.pki.Files.AdminKubeconfig())
+	if err != nil {
+		return err
+	}
+	ap, err := deploy.New(rc, dir, r.log.WithField("component", "deploy"))
+	if err != nil {
+		return err
+	}
+	// Retried at every start, so a delete that failed once is not forgotten.
+	for name, content := range builtin {
+		if !disabled[name] {
+			continue
+		}
+		rendered, err := deploy.Render(name, content, vars)
+		if err == nil {
+			err = ap.Remove(ctx, name, rendered)
+		}
+		if err != nil {
+			r.log.Warnf("add-on %s is disabled but its objects could not all be removed: %v", name, err)
+		}
+	}
+	if err := ap.ApplyAll(ctx); err != nil {
+		r.log.Errorf("manifests in %s: %v (k1s retries every %s)", dir, err, deploy.DefaultInterval)
+	}
+	r.sup.Go("deploy", func(ctx context.Context) error { return ap.Run(ctx, deploy.DefaultInterval) })
+
+	kube, err := r.adminClient()
+	if err != nil {
+		return err
+	}
+	if !r.cfg.Disabled("coredns") {
+		r.sup.Go("nodehosts", func(ctx context.Context) error {
+			return nodehosts.Run(ctx, kube, r.log.WithField("component", "nodehosts"))
+		})
+	}
+	if r.cfg.Disabled("servicelb") {
+		r.log.Info("servicelb disabled: LoadBalancer Services stay Pending unless another controller serves them")
+	} else {
+		r.sup.Go("servicelb", func(ctx context.Context) error {
+			return servicelb.Run(ctx, kube, r.log.WithField("component", "servicelb"))
+		})
+	}
+	return nil
+}
