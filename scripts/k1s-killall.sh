@@ -10,6 +10,7 @@
 #   K1S_DATA_DIR (/var/lib/k1s)  K1S_RUN_DIR (/run/k1s)
 #   K1S_KUBELET_DIR (/var/lib/kubelet)  K1S_BRIDGE (k1s0)
 #   K1S_CGROUP_ROOT (the kubelet's --cgroup-root, if one was given)
+#   K1S_CLUSTER_CIDR (10.42.0.0/16; host-gw routes inside it are removed)
 set -u
 [ "$(id -u)" = 0 ] || { echo "k1s-killall: run as root" >&2; exit 1; }
 
@@ -18,6 +19,7 @@ run=${K1S_RUN_DIR:-/run/k1s}
 kubelet=${K1S_KUBELET_DIR:-/var/lib/kubelet}
 bridge=${K1S_BRIDGE:-k1s0}
 cgroot=${K1S_CGROUP_ROOT:-}
+K1S_CLUSTER_CIDR=${K1S_CLUSTER_CIDR:-10.42.0.0/16}
 cgroot=${cgroot#/}
 data=$(readlink -m "$data"); run=$(readlink -m "$run"); kubelet=$(readlink -m "$kubelet")
 
@@ -75,9 +77,21 @@ for dir in "$kubelet" "$run" "$data"; do
 	done
 done
 
-# 3. The Pod bridge (veths go with their network namespaces).
+# 3. The Pod bridge (veths go with their network namespaces), flannel's
+# vxlan devices (their routes go with them) and host-gw routes.
 if ip link show "$bridge" >/dev/null 2>&1; then
 	ip link delete "$bridge" && echo "k1s-killall: deleted bridge $bridge"
+fi
+for dev in flannel.1 flannel-v6.1; do
+	if ip link show "$dev" >/dev/null 2>&1; then
+		ip link delete "$dev" && echo "k1s-killall: deleted $dev"
+	fi
+done
+# host-gw routes to other nodes' Pod CIDRs (flannel marks none, so match the cluster CIDR).
+if [ -n "${K1S_CLUSTER_CIDR:-}" ]; then
+	ip route show root "$K1S_CLUSTER_CIDR" 2>/dev/null | while read -r dst rest; do
+		ip route delete "$dst" 2>/dev/null && echo "k1s-killall: deleted route to $dst"
+	done
 fi
 
 # 4. iptables chains of Kubernetes and CNI, and the rules that jump to them.
@@ -85,16 +99,18 @@ if command -v iptables-save >/dev/null 2>&1; then
 	for save in iptables-save ip6tables-save; do
 		restore=${save%-save}-restore
 		command -v "$save" >/dev/null 2>&1 || continue
-		if "$save" 2>/dev/null | grep -qE 'KUBE-|CNI-'; then
-			"$save" | grep -vE 'KUBE-|CNI-' | "$restore" && echo "k1s-killall: removed KUBE-/CNI- chains ($save)"
+		if "$save" 2>/dev/null | grep -qE 'KUBE-|CNI-|FLANNEL-'; then
+			"$save" | grep -vE 'KUBE-|CNI-|FLANNEL-' | "$restore" && echo "k1s-killall: removed KUBE-/CNI-/FLANNEL- chains ($save)"
 		fi
 	done
 fi
-# kube-proxy's nftables mode keeps its rules in tables of its own.
+# kube-proxy's and flannel's nftables modes keep their rules in tables of their own.
 if command -v nft >/dev/null 2>&1; then
 	for fam in ip ip6; do
 		nft delete table "$fam" kube-proxy 2>/dev/null && echo "k1s-killall: deleted nftables table $fam kube-proxy"
 	done
+	nft delete table ip flannel-ipv4 2>/dev/null && echo "k1s-killall: deleted nftables table ip flannel-ipv4"
+	nft delete table ip6 flannel-ipv6 2>/dev/null && echo "k1s-killall: deleted nftables table ip6 flannel-ipv6"
 fi
 
 # 5. Pod cgroups (cgroupfs driver): remove the kubepods tree in every hierarchy.
