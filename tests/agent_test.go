@@ -21,12 +21,23 @@ import (
 // deleted, it is stopped, k1s-killall.sh runs inside its namespace, and
 // nothing of it may be left.
 func startAgent(t *testing.T, s *harness.Server, lab *harness.Lab, h *harness.NetHost, extra ...string) *harness.Server {
+	return startAgentWith(t, s, lab, h, func(dir string) error {
+		return images.Busybox(filepath.Join(dir, "busybox.tar"), busybox, "sleep", "3600")
+	}, extra...)
+}
+
+// startAgentWith is startAgent with the air-gap folder filled by stage.
+func startAgentWith(t testing.TB, s *harness.Server, lab *harness.Lab, h *harness.NetHost, stage func(dir string) error, extra ...string) *harness.Server {
 	t.Helper()
 	token, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "https://" + net.JoinHostPort(lab.GatewayIP, strconv.Itoa(s.Port))
+	host := lab.GatewayIP
+	if s.Host != "" {
+		host = s.Host // the server runs in a lab host too
+	}
+	url := "https://" + net.JoinHostPort(host, strconv.Itoa(s.Port))
 	a, err := harness.NewAgent(t.TempDir(), url, strings.TrimSpace(string(token)), h.NetPrefix(), append([]string{"--node-name", h.Name}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +46,7 @@ func startAgent(t *testing.T, s *harness.Server, lab *harness.Lab, h *harness.Ne
 	if err := os.MkdirAll(imgDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := images.Busybox(filepath.Join(imgDir, "busybox.tar"), busybox, "sleep", "3600"); err != nil {
+	if err := stage(imgDir); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -46,11 +57,13 @@ func startAgent(t *testing.T, s *harness.Server, lab *harness.Lab, h *harness.Ne
 		if m := harness.MountsBelow(a.Dir); len(m) > 0 {
 			t.Errorf("agent mounts left: %v", m)
 		}
-		if out, _ := h.Run(context.Background(), "iptables-save"); strings.Contains(out, ":KUBE-") || strings.Contains(out, ":CNI-") {
+		if out, _ := h.Run(context.Background(), "iptables-save"); strings.Contains(out, ":KUBE-") || strings.Contains(out, ":CNI-") || strings.Contains(out, ":FLANNEL-") {
 			t.Errorf("iptables chains left in the agent's namespace:\n%s", out)
 		}
-		if out, err := h.Run(context.Background(), "ip", "link", "show", "k1s0"); err == nil {
-			t.Errorf("bridge left in the agent's namespace: %s", out)
+		for _, dev := range []string{"k1s0", "flannel.1"} {
+			if out, err := h.Run(context.Background(), "ip", "link", "show", dev); err == nil {
+				t.Errorf("%s left in the agent's namespace: %s", dev, out)
+			}
 		}
 	})
 	if err := a.Start(); err != nil {

@@ -38,7 +38,7 @@ func startServer(t *testing.T, extra ...string) *harness.Server {
 }
 
 // startExisting (re)starts s and registers its stop.
-func startExisting(t *testing.T, s *harness.Server) {
+func startExisting(t testing.TB, s *harness.Server) {
 	t.Helper()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func startExisting(t *testing.T, s *harness.Server) {
 }
 
 // eventually retries f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

@@ -19,7 +19,7 @@ import (
 // newNodeServer prepares a server with its own node; the caller starts it.
 // When the test ends (after the server is stopped), the host is cleaned
 // with k1s-killall.sh and checked, and ip_forward is restored.
-func newNodeServer(t *testing.T, extra ...string) *harness.Server {
+func newNodeServer(t testing.TB, extra ...string) *harness.Server {
 	t.Helper()
 	s, err := harness.NewNodeServer(t.TempDir(), extra...)
 	if err != nil {

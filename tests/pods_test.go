@@ -43,7 +43,7 @@ func startNode(t *testing.T, extra ...string) *harness.Server {
 	return s
 }
 
-func apply(t *testing.T, s *harness.Server, manifest string) {
+func apply(t testing.TB, s *harness.Server, manifest string) {
 	t.Helper()
 	f := filepath.Join(s.Dir, fmt.Sprintf("manifest-%d.yaml", time.Now().UnixNano()))
 	if err := os.WriteFile(f, []byte(manifest), 0o600); err != nil {
@@ -54,7 +54,7 @@ func apply(t *testing.T, s *harness.Server, manifest string) {
 	}
 }
 
-func waitPhase(t *testing.T, s *harness.Server, pod, phase string, timeout time.Duration) {
+func waitPhase(t testing.TB, s *harness.Server, pod, phase string, timeout time.Duration) {
 	t.Helper()
 	eventually(t, timeout, "pod "+pod+" "+phase, func() error {
 		out, err := s.Kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}")

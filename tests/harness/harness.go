@@ -35,6 +35,18 @@ func Bin() string {
 	return "k1s"
 }
 
+// BundleName is the air-gap image bundle `make images` writes next to bin/k1s.
+const BundleName = "k1s-airgap-images-amd64.tar.zst"
+
+// Bundle is the add-on image bundle of the binary under test: $K1S_BUNDLE,
+// or the bundle next to Bin.
+func Bundle() string {
+	if b := os.Getenv("K1S_BUNDLE"); b != "" {
+		return b
+	}
+	return filepath.Join(filepath.Dir(Bin()), BundleName)
+}
+
 // FreePort asks the kernel for a free loopback TCP port.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,6 +83,9 @@ type Server struct {
 	Prefix []string
 	// CgroupRoot is the kubelet's --cgroup-root, when the test gave one.
 	CgroupRoot string
+	// Host is where the test reaches the apiserver: 127.0.0.1 unless the
+	// server runs in a lab host (PlaceIn).
+	Host string
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -250,7 +265,7 @@ func (s *Server) Request(path string, admin bool, bearer string) (int, string, e
 		return 0, "", err
 	}
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", s.Port, path), nil)
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://%s%s", s.Addr(), path), nil)
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -285,7 +300,28 @@ func (s *Server) tlsConfig(admin bool) (*tls.Config, error) {
 
 // Kubectl runs `k1s kubectl` against this server and returns its combined output.
 func (s *Server) Kubectl(args ...string) (string, error) {
+	if s.Host != "" {
+		args = append([]string{"--server", "https://" + s.Addr()}, args...)
+	}
 	return Kubectl(s.Kubeconfig, args...)
+}
+
+// Addr is the apiserver's host:port as the test reaches it.
+func (s *Server) Addr() string {
+	h := s.Host
+	if h == "" {
+		h = "127.0.0.1"
+	}
+	return net.JoinHostPort(h, strconv.Itoa(s.Port))
+}
+
+// PlaceIn makes the server (not yet started) run in lab host h: it
+// advertises h's address, its certificate names it, and the test reaches
+// it there.
+func (s *Server) PlaceIn(h *NetHost) {
+	s.Prefix = h.NetPrefix()
+	s.Host = h.IP
+	s.Args = append(s.Args, "--advertise-address", h.IP, "--tls-san", h.IP, "--node-ip", h.IP)
 }
 
 // Kubectl runs `k1s kubectl --kubeconfig kc args…`.
@@ -358,18 +394,24 @@ func (s *Server) Killall() (string, error) {
 }
 
 // HostLeftovers lists node state still on the host: mounts below Dir, the
-// Pod bridge, KUBE-/CNI- iptables chains, Pod cgroups.
+// Pod bridge, flannel's device and routes, KUBE-/CNI-/FLANNEL- iptables
+// chains and nftables tables, Pod cgroups.
 func HostLeftovers(dir string) []string {
 	var left []string
 	for _, m := range MountsBelow(dir) {
 		left = append(left, "mount "+m)
 	}
-	if _, err := os.Stat("/sys/class/net/k1s0"); err == nil {
-		left = append(left, "bridge k1s0")
+	for _, dev := range []string{"k1s0", "flannel.1"} {
+		if _, err := os.Stat("/sys/class/net/" + dev); err == nil {
+			left = append(left, "device "+dev)
+		}
+	}
+	if out, err := exec.Command("ip", "route", "show", "root", "10.42.0.0/16").Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		left = append(left, "routes "+strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("iptables-save").Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, ":KUBE-") || strings.HasPrefix(l, ":CNI-") {
+			if strings.HasPrefix(l, ":KUBE-") || strings.HasPrefix(l, ":CNI-") || strings.HasPrefix(l, ":FLANNEL-") {
 				left = append(left, "iptables chain "+strings.Fields(l)[0][1:])
 			}
 		}
@@ -377,8 +419,12 @@ func HostLeftovers(dir string) []string {
 	if m, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(m) > 0 {
 		left = append(left, "cgroups "+strings.Join(m, " "))
 	}
-	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil && strings.Contains(string(out), "kube-proxy") {
-		left = append(left, "nftables table kube-proxy")
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for _, t := range []string{"kube-proxy", "flannel-ipv4"} {
+			if strings.Contains(string(out), t) {
+				left = append(left, "nftables table "+t)
+			}
+		}
 	}
 	if m, _ := filepath.Glob("/sys/fs/cgroup/*/k1s-test-*"); len(m) > 0 {
 		left = append(left, "cgroups "+strings.Join(m, " "))

@@ -1,0 +1,131 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDisableAddons: --disable keeps built-in add-ons out of the cluster,
+// and changing it on restart deploys or removes them. A broken manifest
+// of the user's is named and skipped, and nothing else is lost.
+func TestDisableAddons(t *testing.T) {
+	s := newNodeServer(t, "--disable=coredns,servicelb,ingress")
+	manifests := filepath.Join(s.DataDir, "server", "manifests")
+	deployments := func() string {
+		out, _ := s.Kubectl("-n", "kube-system", "get", "deployments", "-o", "jsonpath={.items[*].metadata.name}")
+		return out
+	}
+	startExisting(t, s)
+	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, `apiVersion: v1
+kind: Service
+metadata: {name: lb}
+spec:
+  type: LoadBalancer
+  selector: {app: none}
+  ports: [{port: 18080}]
+`)
+	// Give the in-process controllers time to act, had they been running.
+	time.Sleep(10 * time.Second)
+	if d := deployments(); d != "" {
+		t.Errorf("deployments in kube-system with every add-on disabled: %s", d)
+	}
+	for _, f := range []string{"coredns.yaml", "ingress.yaml"} {
+		if _, err := os.Stat(filepath.Join(manifests, f)); err == nil {
+			t.Errorf("%s written although disabled", f)
+		}
+	}
+	if out, _ := s.Kubectl("get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress}"); out != "" {
+		t.Errorf("LoadBalancer got ingress %s with servicelb disabled", out)
+	}
+
+	// Restart with CoreDNS and servicelb back, and a broken file of the user's.
+	if err := s.Stop(90 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(manifests, "zz-broken.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n---\napiVersion: v1\nmetadata: {name: no-kind}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Args = replaceFlag(s.Args, "--disable=", "--disable=ingress")
+	startExisting(t, s)
+	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "coredns deployed after leaving --disable", func() error {
+		if d := deployments(); d != "coredns" {
+			return fmt.Errorf("deployments %q, want coredns only", d)
+		}
+		return nil
+	})
+	node, _ := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+	eventually(t, time.Minute, "LoadBalancer ingress once servicelb runs", func() error {
+		out, _ := s.Kubectl("get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+		if out != node {
+			return fmt.Errorf("ingress %q, want the node's %s", out, node)
+		}
+		return nil
+	})
+	if err := s.WaitLog("zz-broken.yaml", 30*time.Second); err != nil {
+		t.Errorf("the broken manifest is not named in the log: %v", err)
+	}
+	log := s.Log()
+	if !strings.Contains(log, "document 2") || !strings.Contains(log, "kind") {
+		t.Errorf("the log does not say which document of zz-broken.yaml is wrong and why:\n%s", grepLines(log, "zz-broken"))
+	}
+	if _, err := s.Kubectl("get", "configmap", "good"); err == nil {
+		t.Errorf("a document of the broken file was applied; a broken file must apply nothing")
+	}
+	if _, err := os.Stat(bad); err != nil {
+		t.Errorf("the broken file was removed: %v", err)
+	}
+
+	// Disabling CoreDNS again removes what it had deployed.
+	if err := s.Stop(90 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s.Args = replaceFlag(s.Args, "--disable=", "--disable=coredns")
+	startExisting(t, s)
+	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "coredns removed, ingress deployed", func() error {
+		if d := deployments(); d != "k1s-ingress" {
+			return fmt.Errorf("deployments %q, want k1s-ingress only", d)
+		}
+		if out, err := s.Kubectl("-n", "kube-system", "get", "svc", "kube-dns"); err == nil {
+			return fmt.Errorf("kube-dns Service still there: %s", out)
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(manifests, "coredns.yaml")); err == nil {
+		t.Errorf("coredns.yaml still in %s after --disable=coredns", manifests)
+	}
+}
+
+// replaceFlag replaces the argument starting with prefix by repl.
+func replaceFlag(args []string, prefix, repl string) []string {
+	out := append([]string(nil), args...)
+	for i, a := range out {
+		if strings.HasPrefix(a, prefix) {
+			out[i] = repl
+		}
+	}
+	return out
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,201 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/k1s-io/k1s/tests/harness"
+)
+
+// BenchmarkNetwork measures (run by `make bench`, which appends the
+// results to docs/benchmarks.md through K1S_BENCH_REPORT):
+//   - a node with every add-on running (CoreDNS, k1s-ingress, servicelb):
+//     RSS and CPU of its processes and its Pods' processes, idle;
+//   - Pod-to-Pod TCP throughput between two nodes with vxlan and host-gw,
+//     against host-to-host throughput over the same veths.
+func BenchmarkNetwork(b *testing.B) {
+	var report strings.Builder
+	report.WriteString("\n## Cluster networking (`go test -run '^$' -bench BenchmarkNetwork -benchtime 1x ./tests/`)\n\n")
+	b.Run("addons-idle", func(b *testing.B) {
+		rss, cpu, procs := addonsIdle(b, 60*time.Second, 60*time.Second)
+		b.ReportMetric(rss, "MB-RSS")
+		b.ReportMetric(cpu, "%CPU")
+		fmt.Fprintf(&report, "Idle node with CoreDNS, k1s-ingress and servicelb running (one `k1s server` in a network namespace, the add-on bundle imported; after the add-on Pods are Ready, 60 s settle, 60 s window): "+
+			"**RSS %.0f MB** (sum over %d processes: k1s, containerd, shims and the add-on containers), **CPU %.2f %%** of one core.\n\n", rss, procs, cpu)
+	})
+	fmt.Fprintf(&report, "| backend | host → host over the veths (Mbit/s) | Pod → Pod across nodes (Mbit/s) | ratio |\n|---|---|---|---|\n")
+	for _, backend := range []string{"vxlan", "host-gw"} {
+		b.Run(backend, func(b *testing.B) {
+			host, pod := throughput(b, backend)
+			b.ReportMetric(pod/host, "pod/host")
+			fmt.Fprintf(&report, "| %s | %.0f | %.0f | %.2f |\n", backend, host, pod, pod/host)
+		})
+	}
+	report.WriteString("\nThroughput: one TCP stream for 5 s (`netcheck send`), median of 3, from node a2 to node a3 of a three-node lab cluster (server and two agents, each in its own network namespace on one bridge); the host figure runs the same probe in the two nodes' namespaces.\n")
+	if out := os.Getenv("K1S_BENCH_REPORT"); out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(report.String()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Log(report.String())
+}
+
+// addonsIdle runs one node with every add-on and measures it idle.
+func addonsIdle(b *testing.B, settle, window time.Duration) (rssMB, cpuPct float64, procs int) {
+	lab := harness.NewLab(b)
+	h := lab.AddHost(b, "s1")
+	s := startLabServer(b, h, "--node-name", "s1")
+	for _, d := range []string{"coredns", "k1s-ingress"} {
+		if out, err := s.Kubectl("-n", "kube-system", "rollout", "status", "deployment/"+d, "--timeout=180s"); err != nil {
+			b.Fatalf("%s: %v %s", d, err, out)
+		}
+	}
+	time.Sleep(settle)
+	pids := append(nodeProcs(s), podProcs()...)
+	var rssKB, t0, t1 int64
+	for _, p := range pids {
+		rssKB += procField(p, "VmRSS:")
+		t0 += procTicks(p)
+	}
+	time.Sleep(window)
+	for _, p := range pids {
+		t1 += procTicks(p)
+	}
+	return float64(rssKB) / 1024, float64(t1-t0) / 100 / window.Seconds() * 100, len(pids)
+}
+
+// nodeProcs: the k1s process and those started from its data dir.
+func nodeProcs(s *harness.Server) []int {
+	pids := []int{s.PID()}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == s.PID() {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if strings.Contains(string(cmd), s.DataDir) || strings.HasPrefix(exe, s.DataDir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// podProcs: processes in the Pod cgroups of a node with the default cgroup root.
+func podProcs() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if strings.Contains(string(cg), ":/kubepods/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func procField(pid int, field string) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func procTicks(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+// throughput returns host-to-host and Pod-to-Pod Mbit/s from a2 to a3.
+func throughput(b *testing.B, backend string) (host, pod float64) {
+	c := startCluster(b, backend)
+	apply(b, c.s, `apiVersion: v1
+kind: Pod
+metadata: {name: sink3}
+spec:
+  nodeName: a3
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: `+netImage+`, imagePullPolicy: Never, command: [netcheck, sink, ":5201"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cli2}
+spec:
+  nodeName: a2
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: `+netImage+`, imagePullPolicy: Never}]
+`)
+	waitPhase(b, c.s, "sink3", "Running", 2*time.Minute)
+	waitPhase(b, c.s, "cli2", "Running", 2*time.Minute)
+	sinkIP := podIP(b, c.s, "sink3")
+
+	// The same probe on the hosts: the binary baked into the image.
+	probe := filepath.Join(b.TempDir(), "netcheck")
+	if err := os.WriteFile(probe, netcheckBin, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	a2, a3 := c.hosts["a2"], c.hosts["a3"]
+	sink := a3.Command(context.Background(), probe, "sink", ":5202")
+	if err := sink.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = sink.Process.Kill(); _ = sink.Wait() }()
+	time.Sleep(500 * time.Millisecond)
+
+	median := func(run func() (string, error)) float64 {
+		var rates []float64
+		for i := 0; i < 3; i++ {
+			out, err := run()
+			if err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+			r, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+			if err != nil {
+				b.Fatalf("rate %q: %v", out, err)
+			}
+			rates = append(rates, r)
+		}
+		sort.Float64s(rates)
+		return rates[1]
+	}
+	host = median(func() (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", a2.Namespace, probe, "send", a3.IP+":5202").CombinedOutput()
+		return string(out), err
+	})
+	pod = median(func() (string, error) { return c.exec("cli2", "netcheck", "send", sinkIP+":5201") })
+	return host, pod
+}
