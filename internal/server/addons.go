@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +29,17 @@ func (r *run) manifestVars() map[string]string {
 		"CLUSTER_DOMAIN":          r.cfg.ClusterDomain,
 		"SYSTEM_DEFAULT_REGISTRY": reg,
 		"K1S_INGRESS_TAG":         IngressImageTag,
+	}
+}
+
+// reservedPorts are what k1s listens on at node IPs; a LoadBalancer
+// Service there would cut nodes off from the apiserver or the kubelet.
+func (r *run) reservedPorts() map[string]string {
+	return map[string]string{
+		fmt.Sprintf("%d/TCP", r.cfg.HTTPSPort): "the kube-apiserver",
+		"10250/TCP":                            "the kubelet",
+		"10256/TCP":                            "kube-proxy's health check",
+		"8472/UDP":                             "flannel's vxlan",
 	}
 }
 
@@ -90,7 +102,7 @@ func (r *run) addons(ctx context.Context) error {
 		r.log.Info("servicelb disabled: LoadBalancer Services stay Pending unless another controller serves them")
 	} else {
 		r.sup.Go("servicelb", func(ctx context.Context) error {
-			return servicelb.Run(ctx, kube, r.log.WithField("component", "servicelb"))
+			return servicelb.Run(ctx, kube, r.log.WithField("component", "servicelb"), r.reservedPorts())
 		})
 	}
 	return nil

@@ -32,9 +32,16 @@ func ours(svc *corev1.Service) bool {
 
 func key(svc *corev1.Service) string { return svc.Namespace + "/" + svc.Name }
 
-// plan decides the load balancer status of every Service we own, keyed by
-// namespace/name. It is pure so the rules can be tested without a cluster.
+// plan is planWith without reserved ports.
 func plan(services []*corev1.Service, nodes []*corev1.Node) map[string]result {
+	return planWith(services, nodes, nil)
+}
+
+// planWith decides the load balancer status of every Service we own, keyed by
+// namespace/name. It is pure so the rules can be tested without a cluster.
+// reserved maps "port/PROTO" to what of k1s listens there on every node:
+// a Service on such a port would take it over (kube-proxy DNATs node-IP:port).
+func planWith(services []*corev1.Service, nodes []*corev1.Node, reserved map[string]string) map[string]result {
 	ips := nodeIPs(nodes)
 
 	var mine []*corev1.Service
@@ -58,6 +65,10 @@ func plan(services []*corev1.Service, nodes []*corev1.Node) map[string]result {
 		k := key(s)
 		var conflict string
 		for _, p := range s.Spec.Ports {
+			if what, ok := reserved[portKey(p)]; ok {
+				conflict = fmt.Sprintf("port %s is used by k1s itself (%s) on every node; choose another port", portKey(p), what)
+				break
+			}
 			if holder, ok := held[portKey(p)]; ok && holder != k {
 				conflict = fmt.Sprintf("port %s is already used by LoadBalancer Service %s; "+
 					"k1s's service load balancer gives each port to one Service: choose another port or delete %s",

@@ -352,3 +352,11 @@ func TestSameIngress(t *testing.T) {
 		t.Fatalf("ingress() must set ipMode VIP, got %v", v)
 	}
 }
+
+func TestPlanRefusesReservedPorts(t *testing.T) {
+	api := mkSvc("default", "api", 1*time.Second, port(6443, corev1.ProtocolTCP))
+	udp := mkSvc("default", "udp", 2*time.Second, port(6443, corev1.ProtocolUDP))
+	got := planWith(svcs(api, udp), nodes(mkNode("n", internal("10.0.0.1"))), map[string]string{"6443/TCP": "the kube-apiserver"})
+	wantConflict(t, got, "default/api", "the kube-apiserver")
+	wantIPs(t, got, "default/udp", "10.0.0.1")
+}

@@ -50,11 +50,14 @@ type controller struct {
 	// event is emitted once per change, not on every sync. Only the single
 	// worker touches it.
 	warned map[string]string
+
+	reserved map[string]string
 }
 
 // Run assigns node IPs to LoadBalancer Services until ctx is done, then
-// returns nil.
-func Run(ctx context.Context, kube kubernetes.Interface, log logrus.FieldLogger) error {
+// returns nil. reserved ports ("6443/TCP" → "the kube-apiserver") are
+// refused to every Service.
+func Run(ctx context.Context, kube kubernetes.Interface, log logrus.FieldLogger, reserved map[string]string) error {
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	defer broadcaster.Shutdown()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
@@ -74,6 +77,7 @@ func Run(ctx context.Context, kube kubernetes.Interface, log logrus.FieldLogger)
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: component}),
 		recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component}),
 		warned:   map[string]string{},
+		reserved: reserved,
 	}
 	defer c.queue.ShutDown()
 
@@ -218,7 +222,7 @@ func (c *controller) sync(ctx context.Context, k string) error {
 	if err != nil {
 		return err
 	}
-	res, ok := plan(services, nodes)[k]
+	res, ok := planWith(services, nodes, c.reserved)[k]
 	if !ok {
 		return nil
 	}

@@ -85,7 +85,7 @@ func TestRunAssignsAndResolvesPortConflict(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, kube, log) }()
+	go func() { done <- Run(ctx, kube, log, nil) }()
 	defer func() {
 		cancel()
 		select {
