@@ -129,3 +129,25 @@ func grepLines(text, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestFlannelNone: with --flannel-backend=none k1s sets up no Pod network
+// (no flannel device, no CNI config) and the node waits for the user's CNI.
+func TestFlannelNone(t *testing.T) {
+	s := newNodeServer(t, "--flannel-backend=none", "--disable=coredns,ingress")
+	startExisting(t, s)
+	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, s.Log(), "--flannel-backend=none", "server log")
+	confs, _ := filepath.Glob(filepath.Join(s.DataDir, "agent", "etc", "cni", "net.d", "*"))
+	if len(confs) > 0 {
+		t.Errorf("CNI config written with --flannel-backend=none: %v", confs)
+	}
+	if _, err := os.Stat("/sys/class/net/flannel.1"); err == nil {
+		t.Errorf("flannel.1 exists with --flannel-backend=none")
+	}
+	out, _ := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`)
+	if out == "True" {
+		t.Errorf("the node is Ready without any CNI config")
+	}
+}
