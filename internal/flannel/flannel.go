@@ -35,9 +35,6 @@ const (
 	None   = "none"
 )
 
-// Backends lists the valid --flannel-backend values.
-var Backends = []string{VXLAN, HostGW, None}
-
 // AnnotationPrefix is where flannel keeps its per-node data on Nodes.
 const AnnotationPrefix = "flannel.alpha.coreos.com"
 
@@ -71,7 +68,7 @@ type Network struct {
 // NetConf is flannel's network config for cfg.
 func NetConf(cfg Config) ([]byte, error) {
 	if cfg.Backend != VXLAN && cfg.Backend != HostGW {
-		return nil, fmt.Errorf("flannel backend %q: want one of %v", cfg.Backend, Backends)
+		return nil, fmt.Errorf("flannel backend %q: want %s or %s", cfg.Backend, VXLAN, HostGW)
 	}
 	if _, _, err := net.ParseCIDR(cfg.ClusterCIDR); err != nil {
 		return nil, fmt.Errorf("cluster CIDR %q: %w", cfg.ClusterCIDR, err)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"k8s.io/client-go/tools/clientcmd"
-
 	"github.com/k1s-io/k1s/internal/deploy"
 	"github.com/k1s-io/k1s/internal/nodehosts"
 	"github.com/k1s-io/k1s/internal/servicelb"
@@ -63,7 +61,7 @@ func (r *run) addons(ctx context.Context) error {
 	for _, c := range changes {
 		r.log.Infof("add-on %s: %s %s", c.Name, c.Action, c.Path)
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", r.pki.Files.AdminKubeconfig())
+	rc, err := r.adminConfig()
 	if err != nil {
 		return err
 	}

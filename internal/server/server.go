@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k1s-io/k1s/internal/config"
@@ -72,6 +73,7 @@ type run struct {
 	pki   *pki.Result
 
 	kubeOnce sync.Once
+	kubeRC   *rest.Config
 	kube     kubernetes.Interface
 	kubeErr  error
 }
@@ -173,15 +175,23 @@ func (r *run) nodeNameRelease(context.Context) error {
 
 // adminClient is k1s's own client of the apiserver, made on first use.
 func (r *run) adminClient() (kubernetes.Interface, error) {
-	r.kubeOnce.Do(func() {
-		rc, err := clientcmd.BuildConfigFromFlags("", r.pki.Files.AdminKubeconfig())
-		if err != nil {
-			r.kubeErr = err
-			return
-		}
-		r.kube, r.kubeErr = kubernetes.NewForConfig(rc)
-	})
+	r.admin()
 	return r.kube, r.kubeErr
+}
+
+// adminConfig is the REST config behind adminClient, for other clients.
+func (r *run) adminConfig() (*rest.Config, error) {
+	r.admin()
+	return r.kubeRC, r.kubeErr
+}
+
+func (r *run) admin() {
+	r.kubeOnce.Do(func() {
+		r.kubeRC, r.kubeErr = clientcmd.BuildConfigFromFlags("", r.pki.Files.AdminKubeconfig())
+		if r.kubeErr == nil {
+			r.kube, r.kubeErr = kubernetes.NewForConfig(r.kubeRC)
+		}
+	})
 }
 
 // nodeCredentials issues the server's own node credentials and claims its
