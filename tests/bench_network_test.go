@@ -64,35 +64,23 @@ func addonsIdle(b *testing.B, settle, window time.Duration) (rssMB, cpuPct float
 		}
 	}
 	time.Sleep(settle)
-	pids := append(nodeProcs(s), podProcs()...)
+	pids := append(harness.NodePIDs(s), podProcs()...)
 	var rssKB, t0, t1 int64
 	for _, p := range pids {
-		rssKB += procField(p, "VmRSS:")
-		t0 += procTicks(p)
+		if kb, err := harness.StatusField(p, "VmRSS:"); err == nil {
+			rssKB += kb
+		}
+		if c, err := harness.CPUTicks(p); err == nil {
+			t0 += c
+		}
 	}
 	time.Sleep(window)
 	for _, p := range pids {
-		t1 += procTicks(p)
-	}
-	return float64(rssKB) / 1024, float64(t1-t0) / 100 / window.Seconds() * 100, len(pids)
-}
-
-// nodeProcs: the k1s process and those started from its data dir.
-func nodeProcs(s *harness.Server) []int {
-	pids := []int{s.PID()}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == s.PID() {
-			continue
-		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if strings.Contains(string(cmd), s.DataDir) || strings.HasPrefix(exe, s.DataDir) {
-			pids = append(pids, pid)
+		if c, err := harness.CPUTicks(p); err == nil {
+			t1 += c
 		}
 	}
-	return pids
+	return float64(rssKB) / 1024, float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100, len(pids)
 }
 
 // podProcs: processes in the Pod cgroups of a node with the default cgroup root.
@@ -110,33 +98,6 @@ func podProcs() []int {
 		}
 	}
 	return pids
-}
-
-func procField(pid int, field string) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == field {
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			return v
-		}
-	}
-	return 0
-}
-
-func procTicks(pid int) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + k
 }
 
 // throughput returns host-to-host and Pod-to-Pod Mbit/s from a2 to a3.

@@ -171,10 +171,10 @@ func nodeIdle(settle, window time.Duration) (m nodeMem, cpuPct float64, err erro
 		return m, 0, err
 	}
 	time.Sleep(settle)
-	pids := nodePIDs(s)
+	pids := harness.NodePIDs(s)
 	var rssKB, pssKB, k1sKB, t0, t1 int64
 	for _, p := range pids {
-		if kb, err := statusField(p, "VmRSS:"); err == nil {
+		if kb, err := harness.StatusField(p, "VmRSS:"); err == nil {
 			rssKB += kb
 			if p == s.PID() {
 				k1sKB = kb
@@ -183,19 +183,18 @@ func nodeIdle(settle, window time.Duration) (m nodeMem, cpuPct float64, err erro
 		if kb, err := smapsField(p, "Pss:"); err == nil {
 			pssKB += kb
 		}
-		if c, err := cpuTicks(p); err == nil {
+		if c, err := harness.CPUTicks(p); err == nil {
 			t0 += c
 		}
 	}
 	time.Sleep(window)
 	for _, p := range pids {
-		if c, err := cpuTicks(p); err == nil {
+		if c, err := harness.CPUTicks(p); err == nil {
 			t1 += c
 		}
 	}
-	const clkTck = 100
 	m = nodeMem{RSS: float64(rssKB) / 1024, PSS: float64(pssKB) / 1024, K1s: float64(k1sKB) / 1024, Procs: len(pids)}
-	return m, float64(t1-t0) / clkTck / window.Seconds() * 100, nil
+	return m, float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100, nil
 }
 
 // nodeMem is the memory of a node's processes: the sum of their RSS
@@ -222,25 +221,6 @@ func smapsField(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in smaps_rollup of %d", field, pid)
-}
-
-// nodePIDs are k1s and the processes started from its data dir
-// (containerd by its config path, shims by their executable).
-func nodePIDs(s *harness.Server) []int {
-	pids := []int{s.PID()}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == s.PID() {
-			continue
-		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		if strings.Contains(string(cmd), s.DataDir) || strings.HasPrefix(exe, s.DataDir) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 func nodeReport(nodeReady, podRunning []time.Duration, m nodeMem, cpu float64, settle, window time.Duration) string {
@@ -304,51 +284,20 @@ func idle(settle, window time.Duration) (rssMB, cpuPct float64, err error) {
 		return 0, 0, err
 	}
 	time.Sleep(settle)
-	rssKB, err := statusField(s.PID(), "VmRSS:")
+	rssKB, err := harness.StatusField(s.PID(), "VmRSS:")
 	if err != nil {
 		return 0, 0, err
 	}
-	t0, err := cpuTicks(s.PID())
+	t0, err := harness.CPUTicks(s.PID())
 	if err != nil {
 		return 0, 0, err
 	}
 	time.Sleep(window)
-	t1, err := cpuTicks(s.PID())
+	t1, err := harness.CPUTicks(s.PID())
 	if err != nil {
 		return 0, 0, err
 	}
-	const clkTck = 100 // USER_HZ on Linux
-	return float64(rssKB) / 1024, float64(t1-t0) / clkTck / window.Seconds() * 100, nil
-}
-
-func statusField(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field) {
-			f := strings.Fields(line)
-			return strconv.ParseInt(f[1], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
-}
-
-// cpuTicks is utime+stime of pid from /proc/pid/stat.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the ")" that closes the command name; utime and stime are 14th and 15th overall.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	u, err := strconv.ParseInt(f[11], 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	s, err := strconv.ParseInt(f[12], 10, 64)
-	return u + s, err
+	return float64(rssKB) / 1024, float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100, nil
 }
 
 func median(d []time.Duration) time.Duration {

@@ -1,0 +1,68 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ClockTicks is USER_HZ on Linux: the unit of CPUTicks.
+const ClockTicks = 100
+
+// NodePIDs are the server's process and those started from its data dir
+// (containerd by its config path, shims by their executable).
+func NodePIDs(s *Server) []int {
+	pids := []int{s.PID()}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == s.PID() {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if strings.Contains(string(cmd), s.DataDir) || strings.HasPrefix(exe, s.DataDir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// StatusField reads a numeric field (e.g. "VmRSS:", in kB) of /proc/<pid>/status.
+func StatusField(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field) {
+			f := strings.Fields(line)
+			return strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
+}
+
+// CPUTicks is utime+stime of pid from /proc/<pid>/stat.
+func CPUTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 > len(b) {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	// Fields after the ")" that closes the command name; utime and stime are 14th and 15th overall.
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	u, err := strconv.ParseInt(f[11], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	s, err := strconv.ParseInt(f[12], 10, 64)
+	return u + s, err
+}
