@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -37,12 +36,19 @@ func Run(ctx context.Context, log logrus.FieldLogger, steps []Step) error {
 // ErrExited is returned for a component that stopped without being asked.
 var ErrExited = errors.New("exited unexpectedly")
 
-// Supervisor tracks long-running components. The first one to fail is
-// reported on Failed(); Stop cancels components in reverse start order.
+// DefaultSettle is how long Cause waits for failures that follow the first.
+const DefaultSettle = time.Second
+
+// Supervisor tracks long-running components. Failed() is closed at the
+// first failure and Cause names the component that failed first in start
+// order; Stop stops every component in reverse start order.
 type Supervisor struct {
+	// Settle is how long Cause waits for failures that follow the first.
+	Settle time.Duration
+
 	mu       sync.Mutex
 	comps    []*component
-	failed   chan error
+	failed   chan struct{}
 	failures []failure
 }
 
@@ -52,20 +58,21 @@ type failure struct {
 }
 
 type component struct {
-	name   string
-	cancel context.CancelFunc
-	done   chan struct{}
+	name    string
+	timeout time.Duration // how long Stop waits for it
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func NewSupervisor() *Supervisor {
-	return &Supervisor{failed: make(chan error, 1)}
+	return &Supervisor{Settle: DefaultSettle, failed: make(chan struct{})}
 }
 
-// Go starts run in a goroutine with its own context, so that it can be
-// stopped independently of the others.
-func (s *Supervisor) Go(name string, run func(ctx context.Context) error) {
+// Go starts run in a goroutine with its own context. Stop cancels that
+// context and waits up to stopTimeout for run to return.
+func (s *Supervisor) Go(name string, stopTimeout time.Duration, run func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &component{name: name, cancel: cancel, done: make(chan struct{})}
+	c := &component{name: name, timeout: stopTimeout, cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
 	order := len(s.comps)
 	s.comps = append(s.comps, c)
@@ -79,30 +86,32 @@ func (s *Supervisor) Go(name string, run func(ctx context.Context) error) {
 		if err == nil {
 			err = ErrExited
 		}
-		err = fmt.Errorf("%s: %w", name, err)
 		s.mu.Lock()
-		s.failures = append(s.failures, failure{order, err})
-		s.mu.Unlock()
-		select {
-		case s.failed <- err:
-		default:
+		s.failures = append(s.failures, failure{order, fmt.Errorf("%s: %w", name, err)})
+		if len(s.failures) == 1 {
+			close(s.failed)
 		}
+		s.mu.Unlock()
 	}()
 }
 
-// Failed delivers the first component failure.
-func (s *Supervisor) Failed() <-chan error { return s.failed }
+// Failed is closed when the first component fails.
+func (s *Supervisor) Failed() <-chan struct{} { return s.failed }
 
-// Cause waits settle for failures that follow from the first one (a
+// Cause waits Settle for failures that follow from the first one (a
 // kubelet losing containerd, say), then returns the failure of the
-// component started earliest: the one the others depend on.
-func (s *Supervisor) Cause(settle time.Duration) error {
-	time.Sleep(settle)
+// component started earliest: the one the others depend on. It is nil
+// while nothing failed.
+func (s *Supervisor) Cause() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.failures) == 0 {
+	n := len(s.failures)
+	s.mu.Unlock()
+	if n == 0 {
 		return nil
 	}
+	time.Sleep(s.Settle)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	first := s.failures[0]
 	for _, f := range s.failures[1:] {
 		if f.order < first.order {
@@ -113,7 +122,8 @@ func (s *Supervisor) Cause(settle time.Duration) error {
 }
 
 // Wait blocks until cond is true, polling every interval; it gives up when
-// ctx ends, a component fails, or timeout passes, and says which.
+// ctx ends, a component fails (returning Cause), or timeout passes, and
+// says which.
 func (s *Supervisor) Wait(ctx context.Context, what string, timeout time.Duration, cond func(context.Context) bool, last func() string) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -126,9 +136,8 @@ func (s *Supervisor) Wait(ctx context.Context, what string, timeout time.Duratio
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-s.failed:
-			s.failed <- err // keep it for the caller's main loop
-			return err
+		case <-s.failed:
+			return s.Cause()
 		case <-deadline.C:
 			msg := fmt.Sprintf("%s not ready within %s", what, timeout)
 			if l := last(); l != "" {
@@ -140,23 +149,22 @@ func (s *Supervisor) Wait(ctx context.Context, what string, timeout time.Duratio
 	}
 }
 
-// Stop cancels the named component (or, with no names, all of them, newest
-// first) and waits up to timeout for each.
-func (s *Supervisor) Stop(log logrus.FieldLogger, timeout time.Duration, names ...string) {
+// Stop cancels every component, newest first, waiting for each up to the
+// stop timeout it was started with, so a component stops before those it
+// depends on. Calling it again does nothing more.
+func (s *Supervisor) Stop(log logrus.FieldLogger) {
 	s.mu.Lock()
-	comps := append([]*component(nil), s.comps...)
+	comps := s.comps
+	s.comps = nil
 	s.mu.Unlock()
 	for i := len(comps) - 1; i >= 0; i-- {
 		c := comps[i]
-		if len(names) > 0 && !slices.Contains(names, c.name) {
-			continue
-		}
 		c.cancel()
 		select {
 		case <-c.done:
 			log.Infof("%s stopped", c.name)
-		case <-time.After(timeout):
-			log.Warnf("%s did not stop within %s", c.name, timeout)
+		case <-time.After(c.timeout):
+			log.Warnf("%s did not stop within %s", c.name, c.timeout)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,75 +32,150 @@ func TestRunStopsAtFirstFailureAndNamesIt(t *testing.T) {
 	}
 }
 
-func TestWaitEndsWhenAComponentFails(t *testing.T) {
+// quickSupervisor settles failures in 20 ms, so tests stay fast.
+func quickSupervisor() *Supervisor {
 	s := NewSupervisor()
-	s.Go("comp", func(context.Context) error { return errors.New("bad flag") })
-	err := s.Wait(context.Background(), "never", time.Minute, func(context.Context) bool { return false }, func() string { return "" })
+	s.Settle = 20 * time.Millisecond
+	return s
+}
+
+func never(context.Context) bool { return false }
+func noAnswer() string           { return "" }
+
+func TestWaitEndsWhenAComponentFails(t *testing.T) {
+	s := quickSupervisor()
+	s.Go("comp", time.Second, func(context.Context) error { return errors.New("bad flag") })
+	err := s.Wait(context.Background(), "never", time.Minute, never, noAnswer)
 	if err == nil || err.Error() != "comp: bad flag" {
 		t.Fatalf("err = %v, want \"comp: bad flag\"", err)
 	}
-	// The failure stays available for the main loop.
+	// The failure stays visible to the main loop.
 	select {
-	case err := <-s.Failed():
-		if !strings.HasPrefix(err.Error(), "comp:") {
-			t.Fatalf("Failed() = %v", err)
+	case <-s.Failed():
+		if err := s.Cause(); err == nil || !strings.HasPrefix(err.Error(), "comp:") {
+			t.Fatalf("Cause() = %v", err)
 		}
 	case <-time.After(time.Second):
-		t.Fatal("failure was consumed by Wait")
+		t.Fatal("Failed() not closed after Wait saw the failure")
+	}
+}
+
+// Two components failing together (a kubelet right after containerd) must
+// not hang start-up, and the one started first is named.
+func TestTwoFailuresTogetherEndWaitAndNameTheFirst(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		s := NewSupervisor()
+		s.Settle = 5 * time.Millisecond
+		start := make(chan struct{})
+		s.Go("containerd", time.Second, func(context.Context) error { <-start; return errors.New("killed") })
+		s.Go("kubelet", time.Second, func(context.Context) error { <-start; return errors.New("lost containerd") })
+		done := make(chan error, 1)
+		go func() { done <- s.Wait(context.Background(), "node", time.Minute, never, noAnswer) }()
+		close(start)
+		select {
+		case err := <-done:
+			if err == nil || err.Error() != "containerd: killed" {
+				t.Fatalf("run %d: Wait() = %v, want containerd's failure", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("run %d: Wait did not return after two components failed", i)
+		}
+		// A second waiter (the main loop) sees the same failure.
+		if err := s.Cause(); err == nil || err.Error() != "containerd: killed" {
+			t.Fatalf("run %d: Cause() = %v", i, err)
+		}
 	}
 }
 
 func TestWaitTimeoutSaysLastAnswer(t *testing.T) {
-	s := NewSupervisor()
-	err := s.Wait(context.Background(), "thing", 300*time.Millisecond, func(context.Context) bool { return false }, func() string { return "HTTP 500" })
+	s := quickSupervisor()
+	err := s.Wait(context.Background(), "thing", 300*time.Millisecond, never, func() string { return "HTTP 500" })
 	if err == nil || !strings.Contains(err.Error(), "thing not ready within 300ms (last answer: HTTP 500)") {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestExitWithoutErrorIsAFailure(t *testing.T) {
-	s := NewSupervisor()
-	s.Go("quiet", func(context.Context) error { return nil })
+	s := quickSupervisor()
+	s.Go("quiet", time.Second, func(context.Context) error { return nil })
 	select {
-	case err := <-s.Failed():
-		if !errors.Is(err, ErrExited) {
-			t.Fatalf("err = %v, want ErrExited", err)
+	case <-s.Failed():
+		if err := s.Cause(); !errors.Is(err, ErrExited) {
+			t.Fatalf("Cause() = %v, want ErrExited", err)
 		}
 	case <-time.After(time.Second):
 		t.Fatal("no failure reported")
 	}
 }
 
-func TestStopIsNotAFailureAndGoesInReverseOrder(t *testing.T) {
-	s := NewSupervisor()
-	var order []string
-	stopped := make(chan string, 2)
-	for _, n := range []string{"first", "second"} {
-		s.Go(n, func(ctx context.Context) error { <-ctx.Done(); stopped <- n; return ctx.Err() })
+func TestCauseIsNilWithoutFailure(t *testing.T) {
+	s := NewSupervisor() // full settle: Cause must not wait when nothing failed
+	start := time.Now()
+	if err := s.Cause(); err != nil {
+		t.Fatalf("Cause() = %v, want nil", err)
 	}
-	s.Stop(quietLog(), time.Second)
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("Cause() without failures took %s", d)
+	}
+}
+
+func TestStopIsNotAFailureAndGoesInReverseOrder(t *testing.T) {
+	s := quickSupervisor()
+	var order []string
+	stopped := make(chan string, 3)
+	for _, n := range []string{"first", "second", "third"} {
+		s.Go(n, time.Second, func(ctx context.Context) error { <-ctx.Done(); stopped <- n; return ctx.Err() })
+	}
+	s.Stop(quietLog())
 	close(stopped)
 	for n := range stopped {
 		order = append(order, n)
 	}
-	if strings.Join(order, ",") != "second,first" {
-		t.Fatalf("stop order %v, want second,first", order)
+	if strings.Join(order, ",") != "third,second,first" {
+		t.Fatalf("stop order %v, want third,second,first", order)
 	}
 	select {
-	case err := <-s.Failed():
-		t.Fatalf("a requested stop was reported as failure: %v", err)
+	case <-s.Failed():
+		t.Fatalf("a requested stop was reported as failure: %v", s.Cause())
 	default:
 	}
 }
 
+// Each component's own stop timeout bounds the wait for it: one that does
+// not stop delays the next by its timeout only.
+func TestStopUsesEachComponentsTimeout(t *testing.T) {
+	s := quickSupervisor()
+	var mu sync.Mutex
+	var stoppedAt time.Time
+	s.Go("base", time.Second, func(ctx context.Context) error {
+		<-ctx.Done()
+		mu.Lock()
+		stoppedAt = time.Now()
+		mu.Unlock()
+		return nil
+	})
+	s.Go("stuck", 300*time.Millisecond, func(ctx context.Context) error { select {} })
+	begin := time.Now()
+	s.Stop(quietLog())
+	mu.Lock()
+	defer mu.Unlock()
+	if stoppedAt.IsZero() {
+		t.Fatal("base was not stopped")
+	}
+	if d := stoppedAt.Sub(begin); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("base stopped %s after Stop began, want about stuck's 300ms timeout", d)
+	}
+}
+
 func TestCauseIsTheEarliestStartedFailure(t *testing.T) {
-	s := NewSupervisor()
+	s := quickSupervisor()
 	base := make(chan struct{})
-	s.Go("runtime", func(context.Context) error { <-base; return errors.New("killed") })
-	s.Go("agent", func(context.Context) error { return errors.New("lost the runtime") })
+	s.Go("runtime", time.Second, func(context.Context) error { <-base; return errors.New("killed") })
+	s.Go("agent", time.Second, func(context.Context) error { return errors.New("lost the runtime") })
 	<-s.Failed() // the dependent component fails first
 	close(base)
-	if err := s.Cause(200 * time.Millisecond); err == nil || err.Error() != "runtime: killed" {
+	s.Settle = 200 * time.Millisecond
+	if err := s.Cause(); err == nil || err.Error() != "runtime: killed" {
 		t.Fatalf("Cause() = %v, want the runtime's failure", err)
 	}
 }
