@@ -1,7 +1,8 @@
-// Package cli is k1s's command line: it declares every flag once, fills the
-// config struct from flags, K1S_* variables and the config file, and hands
-// that struct to the component packages. It also dispatches the multicall
-// tools (kubectl) by program name.
+// Package cli is k1s's command line: it declares every flag once, fills
+// config.Server or config.Agent from flags, K1S_* variables and the config
+// file, completes and validates it, and only then hands it to package
+// server or agent. It also dispatches the multicall tools (kubectl, ctr,
+// crictl, containerd) by program name or first argument.
 package cli
 
 import (
@@ -121,18 +122,26 @@ func usageError(c *cli.Context, err error, _ bool) error {
 func serverCommand() *cli.Command {
 	cfg := &config.Server{}
 	return command("server", "run the control plane (and, unless --disable-agent, a node)",
-		serverFlags(cfg), &cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return server.Run(ctx, cfg) })
+		serverFlags(cfg), &cfg.ConfigFile, cfg, func(ctx context.Context) error { return server.Run(ctx, cfg) })
 }
 
 func agentCommand() *cli.Command {
 	cfg := &config.Agent{}
 	return command("agent", "run a worker node that joins a k1s server (--server URL --token TOKEN)",
-		agentFlags(cfg), &cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return agent.Run(ctx, cfg) })
+		agentFlags(cfg), &cfg.ConfigFile, cfg, func(ctx context.Context) error { return agent.Run(ctx, cfg) })
 }
 
-// command is a k1s command that takes only flags: it completes the config
-// (flags, environment, config file), validates it, and runs until a signal.
-func command(name, usage string, flags *binder, configFile *string, validate func() error, run func(context.Context) error) *cli.Command {
+// completer is a config that fills in its defaults and host-derived
+// values, then checks itself without changing anything.
+type completer interface {
+	Complete() error
+	Validate() error
+}
+
+// command is a k1s command that takes only flags: it loads the config
+// (flags, environment, config file), completes and validates it, and runs
+// until a signal. run never sees an incomplete or invalid config.
+func command(name, usage string, flags *binder, configFile *string, cfg completer, run func(context.Context) error) *cli.Command {
 	return &cli.Command{
 		Name:         name,
 		Usage:        usage,
@@ -145,7 +154,10 @@ func command(name, usage string, flags *binder, configFile *string, validate fun
 			if err := load(c, *configFile, flags); err != nil {
 				return err
 			}
-			if err := validate(); err != nil {
+			if err := cfg.Complete(); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
 				return err
 			}
 			ctx, stop := signalContext()

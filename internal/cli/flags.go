@@ -68,18 +68,12 @@ func (b *binder) collect(c *cli.Context) {
 // serverFlags declares every `k1s server` flag, bound to cfg.
 func serverFlags(cfg *config.Server) *binder {
 	b := &binder{}
-	b.str("config", "YAML config file; its keys are these flag names", &cfg.ConfigFile, config.DefaultConfigFile, "c")
-	b.bool("debug", "verbose logging", &cfg.Debug)
-	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
-	b.str("run-dir", "directory for sockets and runtime state of the node", &cfg.RunDir, config.DefaultRunDir)
-	b.str("bind-address", "address the apiserver listens on", &cfg.BindAddress, "0.0.0.0")
+	commonFlags(b, &cfg.ConfigFile, &cfg.Debug, &cfg.DataDir, &cfg.RunDir)
+	b.str("bind-address", "address the apiserver listens on", &cfg.BindAddress, config.DefaultBindAddress)
 	b.int("https-listen-port", "apiserver HTTPS port", &cfg.HTTPSPort, config.DefaultHTTPSPort)
 	b.str("advertise-address", "IP the apiserver advertises to the cluster (default: this host's primary IP)", &cfg.AdvertiseAddress, "")
 	b.list("tls-san", "extra hostname or IP for the apiserver serving certificate (repeatable)", &cfg.TLSSANs)
-	b.str("cluster-cidr", "network for Pod IPs", &cfg.ClusterCIDR, config.DefaultClusterCIDR)
-	b.str("service-cidr", "network for Service ClusterIPs", &cfg.ServiceCIDR, config.DefaultServiceCIDR)
-	b.str("cluster-dns", "ClusterIP of the cluster DNS service", &cfg.ClusterDNS, config.DefaultClusterDNS)
-	b.str("cluster-domain", "cluster DNS domain", &cfg.ClusterDomain, config.DefaultClusterDomain)
+	clusterFlags(b, &cfg.Cluster)
 	b.str("token", "join token secret, or a full K10 token", &cfg.Token, "", "t")
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
 	b.str("datastore-endpoint", "postgres://, mysql://, sqlite:// or https:// etcd endpoints (default: SQLite in the data dir)", &cfg.Datastore.Endpoint, "")
@@ -101,44 +95,47 @@ func serverFlags(cfg *config.Server) *binder {
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
 	b.list("disable", "built-in add-on not to deploy: coredns, servicelb, ingress (repeatable or comma-separated)", &cfg.Disable)
 	b.str("system-default-registry", "registry (host[/path]) prefixed to the add-ons' images, e.g. a mirror of docker.io", &cfg.SystemDefaultRegistry, "")
-	b.str("flannel-backend", "Pod network between nodes: vxlan, host-gw, or none (install your own CNI)", &cfg.FlannelBackend, "vxlan")
-	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs, &cfg.FlannelIface},
-		"IP this node registers with (default: --advertise-address)")
+	nodeFlags(b, &cfg.NodeOptions, "IP this node registers with (default: --advertise-address)")
 	return b
 }
 
-// nodeTargets are where the node flags land, in a server's or an agent's config.
-type nodeTargets struct {
-	name, ip               *string
-	labels, taints         *[]string
-	registry               *string
-	kubeletArgs, proxyArgs *[]string
-	flannelIface           *string
+// commonFlags are the flags every long-running command has.
+func commonFlags(b *binder, configFile *string, debug *bool, dataDir, runDir *string) {
+	b.str("config", "YAML config file; its keys are these flag names", configFile, config.DefaultConfigFile, "c")
+	b.bool("debug", "verbose logging", debug)
+	b.str("data-dir", "directory for all state", dataDir, config.DefaultDataDir, "d")
+	b.str("run-dir", "directory for sockets and runtime state of the node", runDir, config.DefaultRunDir)
+}
+
+// clusterFlags declares the cluster-wide settings; only a server takes
+// them (agents receive them when they join).
+func clusterFlags(b *binder, c *config.Cluster) {
+	b.str("cluster-cidr", "network for Pod IPs", &c.ClusterCIDR, config.DefaultClusterCIDR)
+	b.str("service-cidr", "network for Service ClusterIPs", &c.ServiceCIDR, config.DefaultServiceCIDR)
+	b.str("cluster-dns", "ClusterIP of the cluster DNS service", &c.ClusterDNS, config.DefaultClusterDNS)
+	b.str("cluster-domain", "cluster DNS domain", &c.ClusterDomain, config.DefaultClusterDomain)
+	b.str("flannel-backend", "Pod network between nodes: "+strings.Join(config.FlannelBackends, ", ")+" (none: install your own CNI)", &c.FlannelBackend, config.DefaultFlannelBackend)
 }
 
 // nodeFlags declares the flags a server and an agent share for their node.
-func nodeFlags(b *binder, t nodeTargets, ipUsage string) {
-	b.str("node-name", "name of this node (default: the hostname)", t.name, "")
-	b.str("node-ip", ipUsage, t.ip, "")
-	b.list("node-label", "label key=value the node registers with (repeatable)", t.labels)
-	b.list("node-taint", "taint key=value:Effect the node registers with (repeatable)", t.taints)
-	b.str("private-registry", "private registry configuration (mirrors, auth, TLS; k3s's registries.yaml format)", t.registry, config.DefaultRegistries)
-	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", t.kubeletArgs)
-	b.list("kube-proxy-arg", "extra kube-proxy flag as key=value, e.g. proxy-mode=nftables (repeatable)", t.proxyArgs)
-	b.str("flannel-iface", "interface flannel sends Pod traffic to other nodes by (default: the one holding the node IP)", t.flannelIface, "")
+func nodeFlags(b *binder, o *config.NodeOptions, ipUsage string) {
+	b.str("node-name", "name of this node (default: the hostname)", &o.NodeName, "")
+	b.str("node-ip", ipUsage, &o.NodeIP, "")
+	b.list("node-label", "label key=value the node registers with (repeatable)", &o.NodeLabels)
+	b.list("node-taint", "taint key=value:Effect the node registers with (repeatable)", &o.NodeTaints)
+	b.str("private-registry", "private registry configuration (mirrors, auth, TLS; k3s's registries.yaml format)", &o.PrivateRegistry, config.DefaultRegistries)
+	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", &o.KubeletArgs)
+	b.list("kube-proxy-arg", "extra kube-proxy flag as key=value, e.g. proxy-mode=nftables (repeatable)", &o.KubeProxyArgs)
+	b.str("flannel-iface", "interface flannel sends Pod traffic to other nodes by (default: the one holding the node IP)", &o.FlannelIface, "")
 }
 
 // agentFlags declares every `k1s agent` flag, bound to cfg.
 func agentFlags(cfg *config.Agent) *binder {
 	b := &binder{}
-	b.str("config", "YAML config file; its keys are these flag names", &cfg.ConfigFile, config.DefaultConfigFile, "c")
-	b.bool("debug", "verbose logging", &cfg.Debug)
+	commonFlags(b, &cfg.ConfigFile, &cfg.Debug, &cfg.DataDir, &cfg.RunDir)
 	b.strEnv("server", "K1S_URL", "URL of a k1s server to join, e.g. https://10.0.0.1:6443", &cfg.ServerURL, "s")
 	b.str("token", "join token from the server's <data-dir>/server/token", &cfg.Token, "", "t")
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
-	b.str("data-dir", "directory for all state", &cfg.DataDir, config.DefaultDataDir, "d")
-	b.str("run-dir", "directory for sockets and runtime state of the node", &cfg.RunDir, config.DefaultRunDir)
-	nodeFlags(b, nodeTargets{&cfg.NodeName, &cfg.NodeIP, &cfg.NodeLabels, &cfg.NodeTaints, &cfg.PrivateRegistry, &cfg.ExtraKubeletArgs, &cfg.ExtraKubeProxyArgs, &cfg.FlannelIface},
-		"IP this node registers with (default: this host's primary IP)")
+	nodeFlags(b, &cfg.NodeOptions, "IP this node registers with (default: this host's primary IP)")
 	return b
 }

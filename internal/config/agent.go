@@ -8,7 +8,9 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 )
 
-// Agent is the configuration of `k1s agent`, a worker node that joins a server.
+// Agent is the configuration of `k1s agent`, a worker node that joins a
+// server. The cluster settings are not here: the agent receives them when
+// it joins, and builds its Node with them (Agent.Node).
 type Agent struct {
 	ConfigFile string
 
@@ -19,61 +21,55 @@ type Agent struct {
 	Token     string
 	TokenFile string
 
-	NodeName           string
-	NodeIP             string
-	NodeLabels         []string
-	NodeTaints         []string
-	PrivateRegistry    string
-	ExtraKubeletArgs   []string
-	ExtraKubeProxyArgs []string
-	FlannelIface       string
-
 	Debug bool
+
+	NodeOptions
 }
 
-// Node is the agent's node; the cluster settings come from the server at join.
-func (a *Agent) Node() Node {
-	return Node{
-		DataDir: a.DataDir, RunDir: a.RunDir,
-		Name: a.NodeName, IP: a.NodeIP,
-		Labels: a.NodeLabels, Taints: a.NodeTaints, PrivateRegistry: a.PrivateRegistry,
-		KubeletArgs: a.ExtraKubeletArgs, ProxyArgs: a.ExtraKubeProxyArgs,
-		APIServerURL: a.ServerURL, FlannelIface: a.FlannelIface,
+// Node is the agent's node, with the cluster settings from the server.
+func (a *Agent) Node(c Cluster) Node {
+	return Node{DataDir: a.DataDir, RunDir: a.RunDir, NodeOptions: a.NodeOptions, Cluster: c, APIServerURL: a.ServerURL}
+}
+
+// Complete fills in defaults and what comes from the host (see
+// Server.Complete). It writes nothing.
+func (a *Agent) Complete() error {
+	if u, err := url.Parse(a.ServerURL); err == nil && u.Scheme == "https" && u.Host != "" && u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(DefaultHTTPSPort))
+		a.ServerURL = u.String()
 	}
+	if u, err := url.Parse(a.ServerURL); err == nil && u.Path == "/" {
+		a.ServerURL = "https://" + u.Host
+	}
+	if err := readTokenFile(&a.Token, a.TokenFile); err != nil {
+		return err
+	}
+	if err := completeDirs(&a.DataDir, &a.RunDir); err != nil {
+		return err
+	}
+	return a.NodeOptions.complete(func() (string, error) {
+		ip, err := utilnet.ResolveBindAddress(net.ParseIP("0.0.0.0"))
+		if err != nil || ip.IsLoopback() {
+			return "", fmt.Errorf("could not find a non-loopback address of this host: set --node-ip")
+		}
+		return ip.String(), nil
+	})
 }
 
-// Validate checks the flags and fills in what is derived from the host. It
-// writes nothing.
+// Validate checks the completed config; it changes nothing.
 func (a *Agent) Validate() error {
 	if a.ServerURL == "" {
 		return fmt.Errorf("--server is required: the URL of a k1s server, e.g. --server https://10.0.0.1:6443 (or K1S_URL)")
 	}
 	u, err := url.Parse(a.ServerURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
 		return fmt.Errorf("invalid --server %q: want https://HOST:PORT, e.g. https://10.0.0.1:6443", a.ServerURL)
 	}
-	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(DefaultHTTPSPort))
-	}
-	a.ServerURL = "https://" + u.Host
-	if err := resolveToken(&a.Token, a.TokenFile); err != nil {
-		return err
-	}
 	if a.Token == "" {
-		return fmt.Errorf("--token is required: the join token from the server's <data-dir>/server/token (or K1S_TOKEN)")
+		return fmt.Errorf("--token is required: the join token from the server's <data-dir>/server/token (or K1S_TOKEN, or --token-file)")
 	}
-	if err := resolveDirs(&a.DataDir, &a.RunDir); err != nil {
+	if err := validateDirs(a.DataDir, a.RunDir); err != nil {
 		return err
 	}
-	if err := validateNode(a.NodeName, a.NodeIP, a.NodeLabels, a.NodeTaints, a.ExtraKubeletArgs, a.ExtraKubeProxyArgs); err != nil {
-		return err
-	}
-	if a.NodeIP == "" {
-		ip, err := utilnet.ResolveBindAddress(net.ParseIP("0.0.0.0"))
-		if err != nil || ip.IsLoopback() {
-			return fmt.Errorf("could not find a non-loopback address of this host: set --node-ip")
-		}
-		a.NodeIP = ip.String()
-	}
-	return nil
+	return a.NodeOptions.validate()
 }

@@ -1,6 +1,9 @@
-// Package config holds the one configuration struct that every k1s component
-// receives. The CLI fills it (flags, K1S_* environment variables and the YAML
-// config file) and Validate checks it before anything touches the host.
+// Package config holds the settings of `k1s server` (Server) and `k1s agent`
+// (Agent), built from the settings they share: the cluster's (Cluster) and
+// one node's (NodeOptions), which together make a Node. The CLI fills a
+// Server or Agent from flags, K1S_* variables and the config file; Complete
+// then fills in defaults and what comes from the host, and Validate checks
+// it without changing anything. Nothing changes the config after that.
 package config
 
 import (
@@ -15,18 +18,20 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 )
 
-// Defaults shared by the flags, the docs and the tests.
+// Defaults, written once: the flags, the docs and the tests use these.
 const (
 	DefaultDataDir         = "/var/lib/k1s"
 	DefaultRunDir          = "/run/k1s"
 	DefaultConfigFile      = "/etc/k1s/config.yaml"
 	DefaultKubeconfig      = "/etc/k1s/k1s.yaml"
 	DefaultRegistries      = "/etc/k1s/registries.yaml"
+	DefaultBindAddress     = "0.0.0.0"
 	DefaultHTTPSPort       = 6443
 	DefaultClusterCIDR     = "10.42.0.0/16"
 	DefaultServiceCIDR     = "10.43.0.0/16"
 	DefaultClusterDNS      = "10.43.0.10"
 	DefaultClusterDomain   = "cluster.local"
+	DefaultFlannelBackend  = "vxlan"
 	DefaultKubeconfigMode  = "0600"
 	DefaultSchedulerPort   = 10259
 	DefaultControllerPort  = 10257
@@ -35,6 +40,8 @@ const (
 	DefaultCompactTimeout  = 5 * time.Second
 	DefaultCompactRetain   = 1000
 	DefaultCompactBatch    = 1000
+	// MinCompactBatch is the smallest batch kine accepts.
+	MinCompactBatch = 100
 )
 
 // Datastore is where the cluster state lives.
@@ -64,10 +71,7 @@ type Server struct {
 	AdvertiseAddress string
 	TLSSANs          []string
 
-	ClusterCIDR   string
-	ServiceCIDR   string
-	ClusterDNS    string
-	ClusterDomain string
+	Cluster
 
 	Token     string
 	TokenFile string
@@ -91,18 +95,9 @@ type Server struct {
 	Disable []string
 	// SystemDefaultRegistry prefixes the add-ons' images (e.g. a mirror).
 	SystemDefaultRegistry string
-	// FlannelBackend is the cluster's Pod network between nodes.
-	FlannelBackend string
 
-	// Node settings, for the server's own node.
-	NodeName           string
-	NodeIP             string
-	NodeLabels         []string
-	NodeTaints         []string
-	PrivateRegistry    string
-	ExtraKubeletArgs   []string
-	ExtraKubeProxyArgs []string
-	FlannelIface       string
+	// NodeOptions are the server's own node's (unless DisableAgent).
+	NodeOptions
 }
 
 // Addons are the built-in add-ons --disable accepts, and the other names
@@ -121,20 +116,7 @@ func (s *Server) Disabled(addon string) bool {
 
 // Node is the server's own node.
 func (s *Server) Node() Node {
-	ip := s.NodeIP
-	if ip == "" {
-		ip = s.AdvertiseAddress
-	}
-	return Node{
-		DataDir: s.DataDir, RunDir: s.RunDir,
-		Name: s.NodeName, IP: ip,
-		Labels: s.NodeLabels, Taints: s.NodeTaints, PrivateRegistry: s.PrivateRegistry,
-		KubeletArgs: s.ExtraKubeletArgs, ProxyArgs: s.ExtraKubeProxyArgs,
-		ClusterCIDR: s.ClusterCIDR, ServiceCIDR: s.ServiceCIDR,
-		ClusterDNS: s.ClusterDNS, ClusterDomain: s.ClusterDomain,
-		APIServerURL:   s.APIServerURL(),
-		FlannelBackend: s.FlannelBackend, FlannelIface: s.FlannelIface,
-	}
+	return Node{DataDir: s.DataDir, RunDir: s.RunDir, NodeOptions: s.NodeOptions, Cluster: s.Cluster, APIServerURL: s.APIServerURL()}
 }
 
 // Paths under the data dir. Everything k1s server writes lives below ServerDir,
@@ -160,71 +142,18 @@ func (s *Server) APIServerURL() string {
 	return "https://" + net.JoinHostPort(s.LoopbackHost(), strconv.Itoa(s.HTTPSPort))
 }
 
-// KubeconfigMode parses WriteKubeconfigMode.
+// KubeconfigMode parses WriteKubeconfigMode (valid after Validate).
 func (s *Server) KubeconfigMode() os.FileMode {
 	m, _ := strconv.ParseUint(s.WriteKubeconfigMode, 8, 32)
 	return os.FileMode(m)
 }
 
-// ServiceNet returns the parsed service CIDR (valid after Validate).
-func (s *Server) ServiceNet() *net.IPNet {
-	_, n, _ := net.ParseCIDR(s.ServiceCIDR)
-	return n
-}
-
-// FirstServiceIP is the ClusterIP of the `kubernetes` Service.
-func (s *Server) FirstServiceIP() net.IP {
-	n := s.ServiceNet()
-	ip := make(net.IP, len(n.IP))
-	copy(ip, n.IP)
-	ip[len(ip)-1]++
-	return ip
-}
-
-// Validate checks every field and fills in what is derived from the host.
-// It must not write anything: a bad flag has to leave the data dir alone.
-func (s *Server) Validate() error {
-	if err := resolveDirs(&s.DataDir, &s.RunDir); err != nil {
-		return err
-	}
-	if s.BindAddress != "" && net.ParseIP(s.BindAddress) == nil {
-		return fmt.Errorf("invalid --bind-address %q: want an IP address such as 0.0.0.0", s.BindAddress)
-	}
-	for name, port := range map[string]int{
-		"--https-listen-port": s.HTTPSPort, "scheduler port": s.SchedulerPort, "controller-manager port": s.ControllerPort,
-	} {
-		if port < 1 || port > 65535 {
-			return fmt.Errorf("invalid %s %d: want a port between 1 and 65535", name, port)
-		}
-	}
-	clusterNet, err := parseCIDR("--cluster-cidr", s.ClusterCIDR, "10.42.0.0/16")
-	if err != nil {
-		return err
-	}
-	serviceNet, err := parseCIDR("--service-cidr", s.ServiceCIDR, "10.43.0.0/16")
-	if err != nil {
-		return err
-	}
-	if clusterNet.Contains(serviceNet.IP) || serviceNet.Contains(clusterNet.IP) {
-		return fmt.Errorf("--cluster-cidr %s and --service-cidr %s overlap: pick two separate ranges", s.ClusterCIDR, s.ServiceCIDR)
-	}
-	if ones, bits := serviceNet.Mask.Size(); bits-ones > 20 {
-		return fmt.Errorf("--service-cidr %s is too large: the prefix must be at least /%d (at most 2^20 addresses)", s.ServiceCIDR, bits-20)
-	}
-	dns := net.ParseIP(s.ClusterDNS)
-	if dns == nil {
-		return fmt.Errorf("invalid --cluster-dns %q: want an IP address inside --service-cidr, e.g. 10.43.0.10", s.ClusterDNS)
-	}
-	if !serviceNet.Contains(dns) {
-		return fmt.Errorf("--cluster-dns %s is outside --service-cidr %s", s.ClusterDNS, s.ServiceCIDR)
-	}
-	if s.ClusterDomain == "" {
-		return fmt.Errorf("--cluster-domain must not be empty")
-	}
-	if s.FlannelBackend == "" {
-		s.FlannelBackend = "vxlan"
-	}
-	if err := validateBackend(s.FlannelBackend); err != nil {
+// Complete fills in defaults and what comes from the host: absolute
+// directories, the --disable list split at commas, the token file, the
+// advertise address, the node's name and IP. It writes nothing. Values it
+// cannot work with are left for Validate to name.
+func (s *Server) Complete() error {
+	if err := completeDirs(&s.DataDir, &s.RunDir); err != nil {
 		return err
 	}
 	// --disable=coredns,servicelb works as k3s users write it.
@@ -237,6 +166,47 @@ func (s *Server) Validate() error {
 		}
 	}
 	s.Disable = disable
+	if s.WriteKubeconfigMode == "" {
+		s.WriteKubeconfigMode = DefaultKubeconfigMode
+	}
+	if err := readTokenFile(&s.Token, s.TokenFile); err != nil {
+		return err
+	}
+	if s.AdvertiseAddress == "" {
+		if bind := net.ParseIP(s.BindAddress); bind != nil || s.BindAddress == "" {
+			ip, err := utilnet.ResolveBindAddress(bind)
+			if err != nil || ip.IsLoopback() {
+				return fmt.Errorf("could not find a non-loopback address of this host to advertise: set --advertise-address")
+			}
+			s.AdvertiseAddress = ip.String()
+		}
+	}
+	if s.DisableAgent {
+		return nil
+	}
+	return s.NodeOptions.complete(func() (string, error) { return s.AdvertiseAddress, nil })
+}
+
+// Validate checks every field; it changes nothing, and each error names
+// the flag to fix.
+func (s *Server) Validate() error {
+	if err := validateDirs(s.DataDir, s.RunDir); err != nil {
+		return err
+	}
+	if s.BindAddress != "" && net.ParseIP(s.BindAddress) == nil {
+		return fmt.Errorf("invalid --bind-address %q: want an IP address such as %s", s.BindAddress, DefaultBindAddress)
+	}
+	for _, p := range []struct {
+		flag string
+		port int
+	}{{"--https-listen-port", s.HTTPSPort}, {"--kube-scheduler-port", s.SchedulerPort}, {"--kube-controller-manager-port", s.ControllerPort}} {
+		if p.port < 1 || p.port > 65535 {
+			return fmt.Errorf("invalid %s %d: want a port between 1 and 65535", p.flag, p.port)
+		}
+	}
+	if err := s.Cluster.Validate(); err != nil {
+		return err
+	}
 	for _, d := range s.Disable {
 		if _, ok := Addons[d]; !ok {
 			return fmt.Errorf("--disable %q: unknown add-on; k1s can disable coredns, servicelb and ingress", d)
@@ -245,20 +215,8 @@ func (s *Server) Validate() error {
 	if r := s.SystemDefaultRegistry; r != "" && (strings.Contains(r, "://") || strings.HasSuffix(r, "/") || strings.ContainsAny(r, " \t")) {
 		return fmt.Errorf("invalid --system-default-registry %q: want a registry host (and optional path), e.g. registry.example.com:5000/mirror, without scheme or trailing slash", r)
 	}
-	if s.WriteKubeconfigMode != "" {
-		m, err := strconv.ParseUint(s.WriteKubeconfigMode, 8, 32)
-		if err != nil || m > 0o777 {
-			return fmt.Errorf("invalid --write-kubeconfig-mode %q: want an octal file mode such as 0600 or 0644", s.WriteKubeconfigMode)
-		}
-	} else {
-		s.WriteKubeconfigMode = DefaultKubeconfigMode
-	}
-	if s.AdvertiseAddress == "" {
-		ip, err := utilnet.ResolveBindAddress(net.ParseIP(s.BindAddress))
-		if err != nil || ip.IsLoopback() {
-			return fmt.Errorf("could not find a non-loopback address of this host to advertise: set --advertise-address")
-		}
-		s.AdvertiseAddress = ip.String()
+	if m, err := strconv.ParseUint(s.WriteKubeconfigMode, 8, 32); err != nil || m > 0o777 {
+		return fmt.Errorf("invalid --write-kubeconfig-mode %q: want an octal file mode such as 0600 or 0640", s.WriteKubeconfigMode)
 	}
 	adv := net.ParseIP(s.AdvertiseAddress)
 	if adv == nil {
@@ -267,12 +225,18 @@ func (s *Server) Validate() error {
 	if adv.IsLoopback() || adv.IsUnspecified() {
 		return fmt.Errorf("--advertise-address %s must be an address other hosts can reach, not loopback or unspecified", s.AdvertiseAddress)
 	}
-	if err := resolveToken(&s.Token, s.TokenFile); err != nil {
-		return err
+	for _, a := range []struct {
+		flag string
+		args []string
+	}{{"--kube-apiserver-arg", s.ExtraAPIServerArgs}, {"--kube-scheduler-arg", s.ExtraSchedulerArgs}, {"--kube-controller-manager-arg", s.ExtraControllerManagerArgs}} {
+		if err := validateArgs(a.flag, a.args); err != nil {
+			return err
+		}
 	}
-	if err := validateNode(s.NodeName, s.NodeIP, s.NodeLabels, s.NodeTaints,
-		s.ExtraAPIServerArgs, s.ExtraSchedulerArgs, s.ExtraControllerManagerArgs, s.ExtraKubeletArgs, s.ExtraKubeProxyArgs); err != nil {
-		return err
+	if !s.DisableAgent {
+		if err := s.NodeOptions.validate(); err != nil {
+			return err
+		}
 	}
 	return s.Datastore.validate()
 }
@@ -281,28 +245,20 @@ func (d *Datastore) validate() error {
 	if d.ConnectTimeout <= 0 {
 		return fmt.Errorf("--datastore-connect-timeout must be positive")
 	}
-	if d.CompactMinRetain < 0 || d.CompactBatchSize < 0 {
-		return fmt.Errorf("--datastore-compact-* values must not be negative")
+	if d.CompactMinRetain < 0 {
+		return fmt.Errorf("--datastore-compact-min-retain must not be negative")
+	}
+	if d.CompactBatchSize < MinCompactBatch {
+		return fmt.Errorf("invalid --datastore-compact-batch-size %d: kine needs at least %d", d.CompactBatchSize, MinCompactBatch)
 	}
 	return nil
 }
 
-func parseCIDR(flag, value, example string) (*net.IPNet, error) {
-	ip, n, err := net.ParseCIDR(value)
-	if err != nil {
-		return nil, fmt.Errorf("invalid %s %q: want a network in CIDR notation, e.g. %s", flag, value, example)
-	}
-	if !ip.Equal(n.IP) {
-		return nil, fmt.Errorf("invalid %s %q: host bits are set; did you mean %s?", flag, value, n.String())
-	}
-	return n, nil
-}
-
-// resolveDirs makes the data and run dirs absolute (the run dir defaults
-// to DefaultRunDir) and checks them.
-func resolveDirs(dataDir, runDir *string) error {
+// completeDirs makes the data and run dirs absolute; the run dir defaults
+// to DefaultRunDir.
+func completeDirs(dataDir, runDir *string) error {
 	if *dataDir == "" {
-		return fmt.Errorf("--data-dir must not be empty")
+		return nil // Validate names it
 	}
 	abs, err := filepath.Abs(*dataDir)
 	if err != nil {
@@ -315,16 +271,33 @@ func resolveDirs(dataDir, runDir *string) error {
 	if *runDir, err = filepath.Abs(*runDir); err != nil {
 		return fmt.Errorf("--run-dir: %w", err)
 	}
-	return checkRunDir(*runDir)
+	return nil
 }
 
-// resolveToken reads --token-file into token; both given is an error.
-func resolveToken(token *string, tokenFile string) error {
-	if *token != "" && tokenFile != "" {
-		return fmt.Errorf("--token and --token-file both given: use one of them")
+// validateDirs: both absolute, and containerd's socket path under the run
+// dir must fit in a unix socket address (108 bytes).
+func validateDirs(dataDir, runDir string) error {
+	if dataDir == "" {
+		return fmt.Errorf("--data-dir must not be empty")
 	}
+	if !filepath.IsAbs(dataDir) || !filepath.IsAbs(runDir) {
+		return fmt.Errorf("--data-dir %q and --run-dir %q must be absolute paths", dataDir, runDir)
+	}
+	n := Node{RunDir: runDir}
+	if l := len(n.ContainerdSocket()); l > 100 {
+		return fmt.Errorf("--run-dir %s is too long for containerd's socket path (%d bytes): choose a shorter one", runDir, l)
+	}
+	return nil
+}
+
+// readTokenFile reads --token-file's first line into token; both given is
+// an error.
+func readTokenFile(token *string, tokenFile string) error {
 	if tokenFile == "" {
 		return nil
+	}
+	if *token != "" {
+		return fmt.Errorf("--token and --token-file both given: use one of them")
 	}
 	b, err := os.ReadFile(tokenFile)
 	if err != nil {
@@ -333,16 +306,6 @@ func resolveToken(token *string, tokenFile string) error {
 	*token = firstLine(string(b))
 	if *token == "" {
 		return fmt.Errorf("--token-file %s is empty", tokenFile)
-	}
-	return nil
-}
-
-// checkRunDir: containerd's socket path under the run dir must fit in a
-// unix socket address (108 bytes).
-func checkRunDir(dir string) error {
-	n := Node{RunDir: dir}
-	if l := len(n.ContainerdSocket()); l > 100 {
-		return fmt.Errorf("--run-dir %s is too long for containerd's socket path (%d bytes): choose a shorter one", dir, l)
 	}
 	return nil
 }

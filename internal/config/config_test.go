@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,28 +10,41 @@ import (
 	"time"
 )
 
-// validServer is a configuration Validate accepts; each test breaks one field.
+// validServer is a configuration Complete and Validate accept, as the
+// flags' defaults give it; each test breaks one field.
 func validServer(t *testing.T) *Server {
 	t.Helper()
 	return &Server{
 		DataDir:          t.TempDir(),
-		BindAddress:      "0.0.0.0",
+		BindAddress:      DefaultBindAddress,
 		HTTPSPort:        DefaultHTTPSPort,
 		AdvertiseAddress: "192.0.2.10",
-		ClusterCIDR:      DefaultClusterCIDR,
-		ServiceCIDR:      DefaultServiceCIDR,
-		ClusterDNS:       DefaultClusterDNS,
-		ClusterDomain:    DefaultClusterDomain,
-		SchedulerPort:    DefaultSchedulerPort,
-		ControllerPort:   DefaultControllerPort,
-		Datastore:        Datastore{ConnectTimeout: DefaultDatastoreWait},
+		Cluster: Cluster{
+			ClusterCIDR:    DefaultClusterCIDR,
+			ServiceCIDR:    DefaultServiceCIDR,
+			ClusterDNS:     DefaultClusterDNS,
+			ClusterDomain:  DefaultClusterDomain,
+			FlannelBackend: DefaultFlannelBackend,
+		},
+		SchedulerPort:  DefaultSchedulerPort,
+		ControllerPort: DefaultControllerPort,
+		Datastore:      Datastore{ConnectTimeout: DefaultDatastoreWait, CompactBatchSize: DefaultCompactBatch},
+		NodeOptions:    NodeOptions{NodeName: "edge-1"},
 	}
+}
+
+// prepare is what the CLI does: Complete, then Validate.
+func prepare(s *Server) error {
+	if err := s.Complete(); err != nil {
+		return err
+	}
+	return s.Validate()
 }
 
 func TestValidateAcceptsValidConfig(t *testing.T) {
 	s := validServer(t)
-	if err := s.Validate(); err != nil {
-		t.Fatalf("Validate() = %v, want nil", err)
+	if err := prepare(s); err != nil {
+		t.Fatalf("Complete+Validate = %v, want nil", err)
 	}
 	if s.WriteKubeconfigMode != DefaultKubeconfigMode {
 		t.Errorf("empty WriteKubeconfigMode became %q, want the default %q", s.WriteKubeconfigMode, DefaultKubeconfigMode)
@@ -40,6 +54,35 @@ func TestValidateAcceptsValidConfig(t *testing.T) {
 	}
 	if s.AdvertiseAddress != "192.0.2.10" {
 		t.Errorf("AdvertiseAddress changed to %q", s.AdvertiseAddress)
+	}
+	if s.NodeIP != "192.0.2.10" {
+		t.Errorf("NodeIP = %q, want the advertise address", s.NodeIP)
+	}
+}
+
+// Validate reports and never repairs: a completed config passes through
+// it unchanged.
+func TestValidateChangesNothing(t *testing.T) {
+	s := validServer(t)
+	s.Disable = []string{"coredns,servicelb"}
+	if err := s.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	before := fmt.Sprintf("%#v", *s)
+	if err := prepare(s); err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprintf("%#v", *s); after != before {
+		t.Errorf("Validate changed the config:\nbefore %s\nafter  %s", before, after)
+	}
+	// An incomplete config is refused, not filled in.
+	s = validServer(t)
+	if err := s.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	s.WriteKubeconfigMode = ""
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "--write-kubeconfig-mode") {
+		t.Errorf("Validate() of an incomplete config = %v, want a --write-kubeconfig-mode error", err)
 	}
 }
 
@@ -56,7 +99,8 @@ func TestValidateRejects(t *testing.T) {
 		{"registry with slash", func(s *Server) { s.SystemDefaultRegistry = "r.example/" }, []string{"--system-default-registry"}},
 		{"bad bind address", func(s *Server) { s.BindAddress = "localhost" }, []string{"--bind-address", `"localhost"`}},
 		{"port zero", func(s *Server) { s.HTTPSPort = 0 }, []string{"--https-listen-port", "0"}},
-		{"port too large", func(s *Server) { s.SchedulerPort = 65536 }, []string{"scheduler port", "65536"}},
+		{"port too large", func(s *Server) { s.SchedulerPort = 65536 }, []string{"--kube-scheduler-port", "65536"}},
+		{"controller port", func(s *Server) { s.ControllerPort = -1 }, []string{"--kube-controller-manager-port", "-1"}},
 
 		{"cluster cidr syntax", func(s *Server) { s.ClusterCIDR = "10.42.0.0" }, []string{"invalid --cluster-cidr", `"10.42.0.0"`, "CIDR"}},
 		{"cluster cidr garbage", func(s *Server) { s.ClusterCIDR = "ten.42/16" }, []string{"invalid --cluster-cidr"}},
@@ -101,15 +145,25 @@ func TestValidateRejects(t *testing.T) {
 		}, []string{"--token and --token-file"}},
 		{"token file missing", func(s *Server) { s.TokenFile = filepath.Join(s.DataDir, "nope") }, []string{"reading --token-file"}},
 
-		{"component arg empty", func(s *Server) { s.ExtraAPIServerArgs = []string{"v=2", ""} }, []string{"invalid component argument"}},
-		{"component arg without key", func(s *Server) { s.ExtraSchedulerArgs = []string{"=2"} }, []string{"invalid component argument", `"=2"`}},
+		{"component arg empty", func(s *Server) { s.ExtraAPIServerArgs = []string{"v=2", ""} }, []string{"invalid --kube-apiserver-arg"}},
+		{"component arg without key", func(s *Server) { s.ExtraSchedulerArgs = []string{"=2"} }, []string{"invalid --kube-scheduler-arg", `"=2"`}},
+		{"kubelet arg", func(s *Server) { s.KubeletArgs = []string{"max-pods"} }, []string{"invalid --kubelet-arg", `"max-pods"`}},
+		{"kube-proxy arg", func(s *Server) { s.KubeProxyArgs = []string{"--=x"} }, []string{"invalid --kube-proxy-arg"}},
+		{"node name", func(s *Server) { s.NodeName = "Edge_1" }, []string{"invalid --node-name", `"Edge_1"`}},
+		{"node name too long", func(s *Server) {
+			s.NodeName = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 50)
+		}, []string{"--node-name", "242 characters", "at most 235"}},
+		{"node ip", func(s *Server) { s.NodeIP = "0.0.0.0" }, []string{"invalid --node-ip", `"0.0.0.0"`}},
+		{"node label", func(s *Server) { s.NodeLabels = []string{"novalue"} }, []string{"invalid --node-label", "key=value"}},
+		{"node taint effect", func(s *Server) { s.NodeTaints = []string{"a=b:Sometimes"} }, []string{"invalid --node-taint", `"Sometimes"`}},
+		{"compact batch", func(s *Server) { s.Datastore.CompactBatchSize = 99 }, []string{"--datastore-compact-batch-size 99", "at least 100"}},
 		{"connect timeout zero", func(s *Server) { s.Datastore.ConnectTimeout = 0 }, []string{"--datastore-connect-timeout"}},
-		{"negative retain", func(s *Server) { s.Datastore.CompactMinRetain = -1 }, []string{"--datastore-compact-"}},
+		{"negative retain", func(s *Server) { s.Datastore.CompactMinRetain = -1 }, []string{"--datastore-compact-min-retain"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validServer(t)
 			tc.modify(s)
-			err := s.Validate()
+			err := prepare(s)
 			if err == nil {
 				t.Fatalf("Validate() = nil, want an error containing %q", tc.want)
 			}
@@ -149,7 +203,7 @@ func TestValidateAcceptsBoundaries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validServer(t)
 			tc.modify(s)
-			if err := s.Validate(); err != nil {
+			if err := prepare(s); err != nil {
 				t.Fatalf("Validate() = %v, want nil", err)
 			}
 		})
@@ -160,7 +214,7 @@ func TestKubeconfigModeParsesOctal(t *testing.T) {
 	for in, want := range map[string]os.FileMode{"0644": 0o644, "0600": 0o600, "640": 0o640, "0400": 0o400} {
 		s := validServer(t)
 		s.WriteKubeconfigMode = in
-		if err := s.Validate(); err != nil {
+		if err := prepare(s); err != nil {
 			t.Fatalf("Validate(mode %q) = %v", in, err)
 		}
 		if s.WriteKubeconfigMode != in {
@@ -187,7 +241,7 @@ func TestValidateTokenFileReadsFirstLine(t *testing.T) {
 			if err := os.WriteFile(s.TokenFile, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Validate(); err != nil {
+			if err := prepare(s); err != nil {
 				t.Fatalf("Validate() = %v", err)
 			}
 			if s.Token != tc.want {
@@ -204,7 +258,7 @@ func TestValidateEmptyTokenFile(t *testing.T) {
 		if err := os.WriteFile(s.TokenFile, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		err := s.Validate()
+		err := prepare(s)
 		if err == nil || !strings.Contains(err.Error(), "is empty") {
 			t.Errorf("token file %q: Validate() = %v, want an 'is empty' error", content, err)
 		}
@@ -216,7 +270,7 @@ func TestValidateMakesDataDirAbsoluteWithoutCreatingIt(t *testing.T) {
 	t.Chdir(base)
 	s := validServer(t)
 	s.DataDir = filepath.Join("rel", "..", "state", "k1s")
-	if err := s.Validate(); err != nil {
+	if err := prepare(s); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
 	want := filepath.Join(base, "state", "k1s")
@@ -238,7 +292,7 @@ func TestValidateDerivesAdvertiseAddressFromBindAddress(t *testing.T) {
 	s := validServer(t)
 	s.AdvertiseAddress = ""
 	s.BindAddress = "192.0.2.55"
-	if err := s.Validate(); err != nil {
+	if err := prepare(s); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
 	if s.AdvertiseAddress != "192.0.2.55" {
@@ -253,7 +307,7 @@ func TestFirstServiceIP(t *testing.T) {
 		"172.16.8.0/24": "172.16.8.1",
 		"fd00:43::/112": "fd00:43::1",
 	} {
-		s := &Server{ServiceCIDR: cidr}
+		s := &Server{Cluster: Cluster{ServiceCIDR: cidr}}
 		got := s.FirstServiceIP()
 		if !got.Equal(net.ParseIP(want)) {
 			t.Errorf("FirstServiceIP(%s) = %v, want %s", cidr, got, want)
@@ -281,16 +335,16 @@ func TestAPIServerURL(t *testing.T) {
 }
 
 func TestDatastoreDefaultsAreValid(t *testing.T) {
-	d := Datastore{ConnectTimeout: time.Second, CompactMinRetain: 0, CompactBatchSize: 0}
+	d := Datastore{ConnectTimeout: time.Second, CompactMinRetain: 0, CompactBatchSize: MinCompactBatch}
 	if err := d.validate(); err != nil {
-		t.Errorf("validate() = %v, want nil for zero compaction values", err)
+		t.Errorf("validate() = %v, want nil for the smallest compaction values", err)
 	}
 }
 
 func TestDisableListsAndAliases(t *testing.T) {
 	s := validServer(t)
 	s.Disable = []string{"coredns, servicelb", "traefik"}
-	if err := s.Validate(); err != nil {
+	if err := prepare(s); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"coredns", "servicelb", "ingress"} {
@@ -300,7 +354,7 @@ func TestDisableListsAndAliases(t *testing.T) {
 	}
 	s = validServer(t)
 	s.Disable = []string{"servicelb"}
-	if err := s.Validate(); err != nil {
+	if err := prepare(s); err != nil {
 		t.Fatal(err)
 	}
 	if s.Disabled("coredns") || s.Disabled("ingress") || !s.Disabled("servicelb") {
@@ -313,7 +367,7 @@ func TestDisableListsAndAliases(t *testing.T) {
 
 func TestNFTablesProxy(t *testing.T) {
 	for args, want := range map[string]bool{"proxy-mode=nftables": true, "--proxy-mode=nftables": true, "proxy-mode=iptables": false, "": false} {
-		n := Node{ProxyArgs: []string{args}}
+		n := Node{NodeOptions: NodeOptions{KubeProxyArgs: []string{args}}}
 		if got := n.NFTablesProxy(); got != want {
 			t.Errorf("NFTablesProxy(%q) = %v, want %v", args, got, want)
 		}

@@ -10,6 +10,7 @@ package join
 import (
 	"time"
 
+	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -28,16 +29,11 @@ type Request struct {
 	Password string `json:"password"`
 }
 
-// Response carries the node's credentials and the cluster settings a node
-// needs.
+// Response carries the node's credentials and the cluster's settings
+// (flattened into the same JSON object).
 type Response struct {
-	Certs         pki.NodeBundle `json:"certs"`
-	ClusterCIDR   string         `json:"clusterCIDR"`
-	ServiceCIDR   string         `json:"serviceCIDR"`
-	ClusterDNS    string         `json:"clusterDNS"`
-	ClusterDomain string         `json:"clusterDomain"`
-	// FlannelBackend is the cluster's; every node must use the same.
-	FlannelBackend string `json:"flannelBackend"`
+	Certs pki.NodeBundle `json:"certs"`
+	config.Cluster
 }
 
 // Error is the JSON body of a refused request.

@@ -39,7 +39,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	cfg := &config.Server{
 		DataDir: t.TempDir(), AdvertiseAddress: "192.0.2.10", BindAddress: "127.0.0.1", HTTPSPort: 6443,
-		ServiceCIDR: "10.43.0.0/16", ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local",
+		Cluster:         config.Cluster{ServiceCIDR: "10.43.0.0/16", ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local"},
 		WriteKubeconfig: filepath.Join(t.TempDir(), "k1s.yaml"), WriteKubeconfigMode: "0600",
 	}
 	res, err := pki.Ensure(cfg, time.Now())
@@ -54,7 +54,7 @@ func newFixture(t *testing.T) *fixture {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	js := &Server{PKI: res, Secret: tok.Secret, Log: log,
-		Cluster: Response{ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain},
+		Cluster: cfg.Cluster,
 		Kube:    func() (kubernetes.Interface, error) { return kube, nil }}
 	f := &fixture{kube: kube, res: res, tok: tok}
 	front := js.Front(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

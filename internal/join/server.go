@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -21,8 +22,8 @@ import (
 type Server struct {
 	PKI    *pki.Result
 	Secret string // the token's secret
-	// Cluster holds the settings handed to nodes (Certs is ignored).
-	Cluster Response
+	// Cluster holds the settings handed to nodes.
+	Cluster config.Cluster
 	// Kube returns a client with the rights to manage node-password Secrets.
 	Kube func() (kubernetes.Interface, error)
 	Log  logrus.FieldLogger
@@ -104,8 +105,7 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, "issuing certificates: "+err.Error())
 		return
 	}
-	resp := s.Cluster
-	resp.Certs = *certs
+	resp := Response{Certs: *certs, Cluster: s.Cluster}
 	s.Log.Infof("node %s (%s) joined from %s", req.NodeName, req.NodeIP, r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
