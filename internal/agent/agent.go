@@ -1,6 +1,8 @@
-// Package agent runs `k1s agent`: it joins a k1s server (see package join)
-// and runs a node (package node) with the credentials and cluster settings
-// the server hands out.
+// Package agent runs `k1s agent` from a complete, validated config.Agent:
+// it joins a k1s server (see package join) in a step of its own, which
+// gives it the node's certificates and the cluster's settings, and then
+// runs a node (package node) built from both. Nothing changes the config
+// after the join.
 package agent
 
 import (
@@ -41,60 +43,88 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	}
 	defer lock.Release()
 
-	sup := pipeline.NewSupervisor()
-	defer node.Stop(sup, log)
-	client := &join.Client{URL: cfg.ServerURL, Token: tok, Warn: func(m string) { log.Warn(m) }}
-	creds := func(ctx context.Context, nc *config.Node, dir string) error {
-		return joinServer(ctx, client, nc, dir, log)
+	a := newAgent(cfg, log, executor.Embedded(), &join.Client{URL: cfg.ServerURL, Token: tok, Warn: func(m string) { log.Warn(m) }})
+	return a.serve(ctx, a.steps())
+}
+
+type agent struct {
+	cfg    *config.Agent
+	log    logrus.FieldLogger
+	exec   executor.Executor
+	sup    *pipeline.Supervisor
+	client *join.Client
+
+	joined *join.Response // set by the join step
+}
+
+func newAgent(cfg *config.Agent, log logrus.FieldLogger, exec executor.Executor, client *join.Client) *agent {
+	return &agent{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor(), client: client}
+}
+
+// steps: join, then the node built from this agent's options and the
+// cluster settings the server sent.
+func (a *agent) steps() []pipeline.Step {
+	return []pipeline.Step{
+		{Name: "join", Run: a.join},
+		{Name: "node", Run: func(ctx context.Context) error {
+			return pipeline.Run(ctx, a.log, node.New(a.node(), a.credentials, a.exec, a.sup, a.log).Steps())
+		}},
 	}
+}
+
+// node is the agent's complete node config (valid after the join step).
+func (a *agent) node() config.Node { return a.cfg.Node(a.joined.Cluster) }
+
+// serve runs steps, then waits for ctx or a component's failure; the
+// supervisor stops the node's components in reverse start order.
+func (a *agent) serve(ctx context.Context, steps []pipeline.Step) error {
+	defer a.sup.Stop(a.log)
 	start := time.Now()
-	nc := cfg.Node()
-	n := node.New(nc, creds, executor.Embedded(), sup, log)
-	if err := pipeline.Run(ctx, log, n.Steps()); err != nil {
+	if err := pipeline.Run(ctx, a.log, steps); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	log.Infof("k1s agent is ready in %s: node joined %s", time.Since(start).Round(time.Millisecond), cfg.ServerURL)
+	a.log.Infof("k1s agent is ready in %s: node joined %s", time.Since(start).Round(time.Millisecond), a.cfg.ServerURL)
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		a.log.Info("shutting down")
 		return nil
-	case <-sup.Failed():
-		return sup.Cause(time.Second)
+	case <-a.sup.Failed():
+		return a.sup.Cause()
 	}
 }
 
-// joinServer asks the server for the node's credentials, retrying while
-// the server cannot be reached, and stops at once when it refuses.
-func joinServer(ctx context.Context, c *join.Client, nc *config.Node, dir string, log logrus.FieldLogger) error {
-	password, err := join.NodePassword(nc.PasswordPath())
+// join asks the server for the node's credentials and the cluster's
+// settings, retrying while the server cannot be reached, and stops at once
+// when it refuses or sends settings that are not valid.
+func (a *agent) join(ctx context.Context) error {
+	n := a.cfg.Node(config.Cluster{})
+	password, err := join.NodePassword(n.PasswordPath())
 	if err != nil {
 		return err
 	}
-	req := join.Request{NodeName: nc.Name, NodeIP: nc.IP, Password: password}
+	req := join.Request{NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP, Password: password}
 	var lastReport time.Time
 	for {
-		resp, err := c.Join(ctx, req)
+		resp, err := a.client.Join(ctx, req)
 		if err == nil {
-			nc.ClusterCIDR, nc.ServiceCIDR = resp.ClusterCIDR, resp.ServiceCIDR
-			nc.ClusterDNS, nc.ClusterDomain = resp.ClusterDNS, resp.ClusterDomain
-			nc.FlannelBackend = resp.FlannelBackend
-			if nc.FlannelBackend == "" {
-				nc.FlannelBackend = "vxlan"
+			if resp.FlannelBackend == "" { // servers before flannel sent none
+				resp.FlannelBackend = config.DefaultFlannelBackend
 			}
-			if err := pki.WriteNode(dir, &resp.Certs, nc.APIServerURL); err != nil {
-				return err
+			if err := resp.Cluster.Validate(); err != nil {
+				return fmt.Errorf("server %s sent cluster settings k1s cannot use: %w", a.client.URL, err)
 			}
-			log.Infof("joined %s as node %s (%s)", c.URL, nc.Name, nc.IP)
+			a.joined = resp
+			a.log.Infof("joined %s as node %s (%s)", a.client.URL, a.cfg.NodeName, a.cfg.NodeIP)
 			return nil
 		}
 		if join.IsPermanent(err) {
 			return err
 		}
 		if time.Since(lastReport) > reportEvery {
-			log.Warnf("waiting for the server: %v", err)
+			a.log.Warnf("waiting for the server: %v", err)
 			lastReport = time.Now()
 		}
 		select {
@@ -103,4 +133,9 @@ func joinServer(ctx context.Context, c *join.Client, nc *config.Node, dir string
 		case <-time.After(retryEvery):
 		}
 	}
+}
+
+// credentials writes the certificates the server issued at the join.
+func (a *agent) credentials(_ context.Context, nc config.Node, dir string) error {
+	return pki.WriteNode(dir, &a.joined.Certs, nc.APIServerURL)
 }

@@ -53,15 +53,15 @@ func kubeletArgs(cfg *config.Node, configPath string, node pki.NodeFiles) []stri
 	args := []string{
 		"--config=" + configPath,
 		"--kubeconfig=" + node.Kubeconfig(),
-		"--hostname-override=" + cfg.Name,
-		"--node-ip=" + cfg.IP,
+		"--hostname-override=" + cfg.NodeName,
+		"--node-ip=" + cfg.NodeIP,
 		"--cert-dir=" + node.Dir,
 	}
-	if len(cfg.Labels) > 0 {
-		args = append(args, "--node-labels="+strings.Join(cfg.Labels, ","))
+	if len(cfg.NodeLabels) > 0 {
+		args = append(args, "--node-labels="+strings.Join(cfg.NodeLabels, ","))
 	}
-	if len(cfg.Taints) > 0 {
-		args = append(args, "--register-with-taints="+strings.Join(cfg.Taints, ","))
+	if len(cfg.NodeTaints) > 0 {
+		args = append(args, "--register-with-taints="+strings.Join(cfg.NodeTaints, ","))
 	}
 	for _, a := range cfg.KubeletArgs {
 		args = append(args, "--"+strings.TrimLeft(a, "-"))

@@ -1,8 +1,10 @@
 // Package node assembles a Kubernetes node inside k1s, for the server's own
-// node and for `k1s agent` alike. Its steps, in order: the host checks and
-// helper binaries, the node's credentials, containerd, the air-gap images
-// (and the sandbox image), the kubelet, the node's Pod CIDR, flannel (the
-// path to other nodes' Pods), the CNI bridge, and kube-proxy.
+// node and for `k1s agent` alike, from a complete config.Node. Its steps,
+// in order: the host checks and helper binaries, the node's credentials,
+// containerd, the air-gap images (and the sandbox image), the kubelet, the
+// node's Pod CIDR, flannel (the path to other nodes' Pods), the CNI bridge,
+// and kube-proxy. Each component is started on the supervisor with its
+// stop timeout, so stopping the supervisor stops the node in reverse.
 package node
 
 import (
@@ -44,6 +46,14 @@ const (
 	proxyReadyTimeout      = time.Minute
 )
 
+// How long shutdown waits for each component. Containers keep running.
+const (
+	stopKubeProxy  = 10 * time.Second
+	stopFlannel    = 10 * time.Second
+	stopKubelet    = 30 * time.Second
+	stopContainerd = 30 * time.Second
+)
+
 // ContainerdConfig derives containerd's settings from the node config and
 // from what this host allows.
 func ContainerdConfig(cfg *config.Node) containerd.Config {
@@ -65,10 +75,10 @@ func ContainerdConfig(cfg *config.Node) containerd.Config {
 	}
 }
 
-// Credentials writes the node's credentials (pki.NodeFiles) into dir once
-// the node's name is known: the server issues them itself, an agent gets
-// them from the server.
-type Credentials func(ctx context.Context, cfg *config.Node, dir string) error
+// Credentials writes the node's certificates and kubeconfigs
+// (pki.NodeFiles) into dir: the server issues them itself, an agent writes
+// what the server gave it when it joined. It must not change the config.
+type Credentials func(ctx context.Context, cfg config.Node, dir string) error
 
 // Node runs the steps of one node.
 type Node struct {
@@ -83,22 +93,17 @@ type Node struct {
 
 	podNet  string
 	network flannel.Network // zero with --flannel-backend=none
+
+	proxyMetrics string // kube-proxy's metrics URL, where its first sync shows
 }
 
-// New prepares a node. cfg.Name may be empty (the hostname is used).
+// New prepares a node; cfg is complete (config.Server.Node, config.Agent.Node).
 func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
 	n := &Node{cfg: cfg, creds: creds, exec: exec, sup: sup, log: log}
 	n.files = pki.NodeFiles{Dir: n.cfg.PKIDir()}
 	n.cc = ContainerdConfig(&n.cfg)
+	n.proxyMetrics = "http://127.0.0.1:" + strconv.Itoa(proxyMetricsPort) + "/metrics"
 	return n
-}
-
-// Stop stops the node's components in order: kube-proxy, the kubelet
-// (it talks to containerd), then containerd. Containers keep running.
-func Stop(sup *pipeline.Supervisor, log logrus.FieldLogger) {
-	sup.Stop(log, 10*time.Second, "kube-proxy", "flannel")
-	sup.Stop(log, 30*time.Second, "kubelet")
-	sup.Stop(log, 30*time.Second, "containerd")
 }
 
 // Steps are the node's start-up steps.
@@ -124,9 +129,6 @@ func (n *Node) host(context.Context) error {
 		n.log.Warn(w)
 	}
 	if err := pre.Error(); err != nil {
-		return err
-	}
-	if err := n.cfg.ResolveName(); err != nil {
 		return err
 	}
 	if err := enableSysctl("net/ipv4/ip_forward", "Pod traffic", n.log); err != nil {
@@ -176,7 +178,7 @@ func (n *Node) registries() error {
 }
 
 func (n *Node) credentials(ctx context.Context) error {
-	if err := n.creds(ctx, &n.cfg, n.files.Dir); err != nil {
+	if err := n.creds(ctx, n.cfg, n.files.Dir); err != nil {
 		return err
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", n.files.Kubeconfig())
@@ -189,7 +191,7 @@ func (n *Node) credentials(ctx context.Context) error {
 
 func (n *Node) containerd(ctx context.Context) error {
 	ready := make(chan struct{})
-	n.sup.Go("containerd", func(ctx context.Context) error { return containerd.Run(ctx, n.cc, n.log, ready) })
+	n.sup.Go("containerd", stopContainerd, func(ctx context.Context) error { return containerd.Run(ctx, n.cc, n.log, ready) })
 	isReady := func(context.Context) bool {
 		select {
 		case <-ready:
@@ -229,10 +231,10 @@ func (n *Node) kubelet(ctx context.Context) error {
 		return err
 	}
 	args := kubeletArgs(&n.cfg, cfgPath, n.files)
-	n.sup.Go("kubelet", func(ctx context.Context) error { return n.exec.Kubelet(ctx, args) })
+	n.sup.Go("kubelet", stopKubelet, func(ctx context.Context) error { return n.exec.Kubelet(ctx, args) })
 	var last string
-	return n.sup.Wait(ctx, "node "+n.cfg.Name+" registration", nodeRegisterTimeout, func(ctx context.Context) bool {
-		_, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
+	return n.sup.Wait(ctx, "node "+n.cfg.NodeName+" registration", nodeRegisterTimeout, func(ctx context.Context) bool {
+		_, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.NodeName, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 		}
@@ -243,8 +245,8 @@ func (n *Node) kubelet(ctx context.Context) error {
 // podCIDR waits for the controller-manager to give the node its Pod CIDR.
 func (n *Node) podCIDR(ctx context.Context) error {
 	var last string
-	return n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.Name, nodeReadyTimeout, func(ctx context.Context) bool {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
+	return n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.NodeName, nodeReadyTimeout, func(ctx context.Context) bool {
+		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.NodeName, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false
@@ -262,13 +264,13 @@ func (n *Node) flannel(ctx context.Context) error {
 	}
 	fc := flannel.Config{
 		Backend: n.cfg.FlannelBackend, Iface: n.cfg.FlannelIface,
-		NodeName: n.cfg.Name, NodeIP: n.cfg.IP, ClusterCIDR: n.cfg.ClusterCIDR,
+		NodeName: n.cfg.NodeName, NodeIP: n.cfg.NodeIP, ClusterCIDR: n.cfg.ClusterCIDR,
 		Kubeconfig: n.files.FlannelKubeconfig(), NFTables: n.cfg.NFTablesProxy(),
 		ConfDir:    filepath.Join(n.cfg.AgentDir(), "etc", "flannel"),
 		SubnetFile: filepath.Join(n.cfg.RunDir, "flannel", "subnet.env"),
 	}
 	ready := make(chan flannel.Network, 1)
-	n.sup.Go("flannel", func(ctx context.Context) error {
+	n.sup.Go("flannel", stopFlannel, func(ctx context.Context) error {
 		return flannel.Run(ctx, fc, func(nw flannel.Network) { ready <- nw })
 	})
 	got := func(context.Context) bool {
@@ -295,10 +297,10 @@ func (n *Node) cni(ctx context.Context) error {
 	if err := writeCNIConfig(n.cc.CNIConfDir, n.podNet, filepath.Join(n.cfg.RunDir, "cni-ipam"), n.network.MTU); err != nil {
 		return err
 	}
-	n.log.Infof("node %s: Pods on bridge %s in %s", n.cfg.Name, BridgeName, n.podNet)
+	n.log.Infof("node %s: Pods on bridge %s in %s", n.cfg.NodeName, BridgeName, n.podNet)
 	var last string
-	return n.sup.Wait(ctx, "node "+n.cfg.Name+" Ready", nodeReadyTimeout, func(ctx context.Context) bool {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
+	return n.sup.Wait(ctx, "node "+n.cfg.NodeName+" Ready", nodeReadyTimeout, func(ctx context.Context) bool {
+		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.NodeName, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
 			return false
@@ -318,8 +320,8 @@ func (n *Node) cni(ctx context.Context) error {
 // once: its healthz answers before that, its metrics tell.
 func (n *Node) kubeProxy(ctx context.Context) error {
 	args := kubeProxyArgs(&n.cfg, n.files)
-	n.sup.Go("kube-proxy", func(ctx context.Context) error { return n.exec.KubeProxy(ctx, args) })
-	url := "http://127.0.0.1:" + strconv.Itoa(proxyMetricsPort) + "/metrics"
+	n.sup.Go("kube-proxy", stopKubeProxy, func(ctx context.Context) error { return n.exec.KubeProxy(ctx, args) })
+	url := n.proxyMetrics
 	var last string
 	return n.sup.Wait(ctx, "kube-proxy's first rules sync ("+url+")", proxyReadyTimeout, func(ctx context.Context) bool {
 		synced, err := proxySynced(ctx, url)

@@ -19,7 +19,7 @@ const (
 func kubeProxyArgs(cfg *config.Node, files pki.NodeFiles) []string {
 	args := []string{
 		"--kubeconfig=" + files.ProxyKubeconfig(),
-		"--hostname-override=" + cfg.Name,
+		"--hostname-override=" + cfg.NodeName,
 		"--cluster-cidr=" + cfg.ClusterCIDR,
 		"--proxy-mode=iptables",
 		"--healthz-bind-address=127.0.0.1:" + strconv.Itoa(proxyHealthzPort),
@@ -29,7 +29,7 @@ func kubeProxyArgs(cfg *config.Node, files pki.NodeFiles) []string {
 		// Raising nf_conntrack_max is a host-wide change k1s leaves to the operator.
 		"--conntrack-max-per-core=0",
 	}
-	for _, a := range cfg.ProxyArgs {
+	for _, a := range cfg.KubeProxyArgs {
 		args = append(args, "--"+strings.TrimLeft(a, "-"))
 	}
 	return args

@@ -85,21 +85,21 @@ func (r *run) addons(ctx context.Context) error {
 	if err := ap.ApplyAll(ctx); err != nil {
 		r.log.Errorf("manifests in %s: %v (k1s retries every %s)", dir, err, deploy.DefaultInterval)
 	}
-	r.sup.Go("deploy", func(ctx context.Context) error { return ap.Run(ctx, deploy.DefaultInterval) })
+	r.sup.Go("deploy", stopController, func(ctx context.Context) error { return ap.Run(ctx, deploy.DefaultInterval) })
 
 	kube, err := r.adminClient()
 	if err != nil {
 		return err
 	}
 	if !r.cfg.Disabled("coredns") {
-		r.sup.Go("nodehosts", func(ctx context.Context) error {
+		r.sup.Go("nodehosts", stopController, func(ctx context.Context) error {
 			return nodehosts.Run(ctx, kube, r.log.WithField("component", "nodehosts"))
 		})
 	}
 	if r.cfg.Disabled("servicelb") {
 		r.log.Info("servicelb disabled: LoadBalancer Services stay Pending unless another controller serves them")
 	} else {
-		r.sup.Go("servicelb", func(ctx context.Context) error {
+		r.sup.Go("servicelb", stopController, func(ctx context.Context) error {
 			return servicelb.Run(ctx, kube, r.log.WithField("component", "servicelb"), r.reservedPorts())
 		})
 	}

@@ -1,7 +1,8 @@
-// Package server assembles `k1s server`: it takes the data-dir lock, then
-// runs the start-up pipeline (datastore → PKI → apiserver → controllers),
-// reports readiness, and shuts everything down in reverse order on signal
-// or when a component fails.
+// Package server assembles `k1s server` from a complete, validated
+// config.Server: it takes the data-dir lock, then runs the start-up
+// pipeline (datastore → PKI → apiserver → controllers → add-ons → the
+// server's own node), reports readiness, and on a signal or a component's
+// failure stops every component in reverse start order.
 package server
 
 import (
@@ -42,11 +43,29 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	defer lock.Release()
 
-	r := &run{cfg: cfg, log: log, exec: executor.Embedded(), sup: pipeline.NewSupervisor()}
-	defer r.shutdown()
+	r := newRun(cfg, log, executor.Embedded())
+	return r.serve(ctx, r.steps())
+}
+
+// How long shutdown waits for each server component.
+const (
+	stopAPIServer  = 15 * time.Second // drains in-flight requests
+	stopController = 15 * time.Second
+	stopDatastore  = 10 * time.Second
+)
+
+func newRun(cfg *config.Server, log logrus.FieldLogger, exec executor.Executor) *run {
+	return &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor()}
+}
+
+// serve runs steps, then waits for ctx or a component's failure. The
+// supervisor stops every component in reverse start order on the way out.
+func (r *run) serve(ctx context.Context, steps []pipeline.Step) error {
+	cfg, log := r.cfg, r.log
+	defer r.sup.Stop(log)
 
 	start := time.Now()
-	if err := pipeline.Run(ctx, log, r.steps()); err != nil {
+	if err := pipeline.Run(ctx, log, steps); err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted during start-up
 		}
@@ -60,7 +79,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		log.Info("shutting down")
 		return nil
 	case <-r.sup.Failed():
-		return r.sup.Cause(time.Second)
+		return r.sup.Cause()
 	}
 }
 
@@ -90,7 +109,6 @@ func (r *run) steps() []pipeline.Step {
 	}
 	if !r.cfg.DisableAgent {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
-			// The node needs the PKI, known only once that step ran.
 			return pipeline.Run(ctx, r.log, node.New(r.cfg.Node(), r.nodeCredentials, r.exec, r.sup, r.log).Steps())
 		}})
 	}
@@ -104,6 +122,14 @@ func (r *run) datastore(context.Context) error {
 	}
 	r.store = s
 	r.log.Infof("datastore %s serving the etcd API at %v", s.Description, s.Endpoints)
+	// Supervised only to be closed last: it is started first.
+	r.sup.Go("datastore", stopDatastore, func(ctx context.Context) error {
+		<-ctx.Done()
+		if err := s.Stop(stopDatastore); err != nil {
+			r.log.Warn(err)
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -130,15 +156,8 @@ func (r *run) apiserver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	js := &join.Server{
-		PKI:    r.pki,
-		Secret: tok.Secret,
-		Cluster: join.Response{ClusterCIDR: r.cfg.ClusterCIDR, ServiceCIDR: r.cfg.ServiceCIDR,
-			ClusterDNS: r.cfg.ClusterDNS, ClusterDomain: r.cfg.ClusterDomain, FlannelBackend: r.cfg.FlannelBackend},
-		Kube: r.adminClient,
-		Log:  r.log,
-	}
-	r.sup.Go("kube-apiserver", func(ctx context.Context) error { return r.exec.APIServer(ctx, args, js.Front) })
+	js := &join.Server{PKI: r.pki, Secret: tok.Secret, Cluster: r.cfg.Cluster, Kube: r.adminClient, Log: r.log}
+	r.sup.Go("kube-apiserver", stopAPIServer, func(ctx context.Context) error { return r.exec.APIServer(ctx, args, js.Front) })
 	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
 	if err != nil {
 		return err
@@ -149,8 +168,8 @@ func (r *run) apiserver(ctx context.Context) error {
 func (r *run) controllers(ctx context.Context) error {
 	sched := control.SchedulerArgs(r.cfg, r.pki.Files)
 	cm := control.ControllerManagerArgs(r.cfg, r.pki.Files)
-	r.sup.Go("kube-scheduler", func(ctx context.Context) error { return r.exec.Scheduler(ctx, sched) })
-	r.sup.Go("kube-controller-manager", func(ctx context.Context) error { return r.exec.ControllerManager(ctx, cm) })
+	r.sup.Go("kube-scheduler", stopController, func(ctx context.Context) error { return r.exec.Scheduler(ctx, sched) })
+	r.sup.Go("kube-controller-manager", stopController, func(ctx context.Context) error { return r.exec.ControllerManager(ctx, cm) })
 	for _, c := range []struct {
 		name string
 		port int
@@ -169,7 +188,7 @@ func (r *run) nodeNameRelease(context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.sup.Go("node-name-release", func(ctx context.Context) error { return join.ReleaseDeletedNodeNames(ctx, kube, r.log) })
+	r.sup.Go("node-name-release", stopController, func(ctx context.Context) error { return join.ReleaseDeletedNodeNames(ctx, kube, r.log) })
 	return nil
 }
 
@@ -196,8 +215,8 @@ func (r *run) admin() {
 
 // nodeCredentials issues the server's own node credentials and claims its
 // name, so that no agent can join under it.
-func (r *run) nodeCredentials(ctx context.Context, nc *config.Node, dir string) error {
-	events, err := pki.EnsureNode(r.pki, dir, nc.Name, nc.IP, nc.APIServerURL, time.Now())
+func (r *run) nodeCredentials(ctx context.Context, nc config.Node, dir string) error {
+	events, err := pki.EnsureNode(r.pki, dir, nc.NodeName, nc.NodeIP, nc.APIServerURL, time.Now())
 	if err != nil {
 		return err
 	}
@@ -212,22 +231,5 @@ func (r *run) nodeCredentials(ctx context.Context, nc *config.Node, dir string) 
 	if err != nil {
 		return err
 	}
-	return join.ClaimNodeName(ctx, kube, nc.Name, password)
-}
-
-// shutdown stops clients before the apiserver (whose graceful shutdown
-// waits for them), and the apiserver before the datastore.
-func (r *run) shutdown() {
-	node.Stop(r.sup, r.log)
-	r.sup.Stop(r.log, 15*time.Second, "deploy", "nodehosts", "servicelb", "node-name-release", "kube-controller-manager", "kube-scheduler")
-	// The apiserver drains in-flight requests; leftover kubelet goroutines
-	// may keep some open, so do not wait long before closing the datastore.
-	r.sup.Stop(r.log, 15*time.Second, "kube-apiserver")
-	if r.store != nil {
-		if err := r.store.Stop(10 * time.Second); err != nil {
-			r.log.Warn(err)
-		} else {
-			r.log.Info("datastore closed")
-		}
-	}
+	return join.ClaimNodeName(ctx, kube, nc.NodeName, password)
 }
