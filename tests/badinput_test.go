@@ -48,6 +48,9 @@ func TestBadInput(t *testing.T) {
 		{"config file syntax error", []string{"--config", badYAML}, "bad.yaml: not valid YAML"},
 		{"config file unknown key", []string{"--config", unknownKey}, `line 2: unknown key "no-such-key"`},
 		{"bad kubeconfig mode", []string{"--write-kubeconfig-mode", "999"}, "invalid --write-kubeconfig-mode"},
+		{"scheduler port out of range", []string{"--kube-scheduler-port", "70000"}, "invalid --kube-scheduler-port 70000"},
+		{"kubelet arg without value", []string{"--kubelet-arg", "max-pods"}, `invalid --kubelet-arg "max-pods"`},
+		{"node name too long for its password Secret", []string{"--node-name", longNodeName}, "at most 235 are allowed"},
 		{"unreachable datastore", []string{"--datastore-endpoint", fmt.Sprintf("postgres://k1s:secret@127.0.0.1:%d/k1s", deadPort), "--datastore-connect-timeout", "3s"}, "not reachable within 3s"},
 	}
 	for _, c := range cases {
@@ -118,6 +121,10 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
+// longNodeName is a valid DNS subdomain of 240 characters: the Node could
+// exist, but <name>.node-password.k1s could not.
+var longNodeName = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 48)
+
 // TestAgentBadInput: `k1s agent` refuses missing or malformed flags before
 // it touches anything, and says what to give.
 func TestAgentBadInput(t *testing.T) {
@@ -140,6 +147,7 @@ func TestAgentBadInput(t *testing.T) {
 		{"bad node label", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-label", "no-equals"}, `invalid --node-label "no-equals"`},
 		{"bad node taint effect", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-taint", "a=b:Sometimes"}, `effect "Sometimes"`},
 		{"bad node IP", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-ip", "10.0.0.300"}, `invalid --node-ip "10.0.0.300"`},
+		{"node name too long", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-name", longNodeName}, "invalid --node-name: 240 characters"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
