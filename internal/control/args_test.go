@@ -18,8 +18,8 @@ func TestUserArgsWinAndOrderIsStable(t *testing.T) {
 }
 
 func TestAPIServerArgsFollowConfig(t *testing.T) {
-	cfg := &config.Server{AdvertiseAddress: "192.0.2.10", HTTPSPort: 7443, ServiceCIDR: "10.96.0.0/16",
-		ClusterDomain: "example.local", ExtraAPIServerArgs: []string{"anonymous-auth=true"}}
+	cfg := &config.Server{AdvertiseAddress: "192.0.2.10", HTTPSPort: 7443,
+		Cluster: config.Cluster{ServiceCIDR: "10.96.0.0/16", ClusterDomain: "example.local"}, ExtraAPIServerArgs: []string{"anonymous-auth=true"}}
 	store := &datastore.Store{Endpoints: []string{"https://e1:2379", "https://e2:2379"}, CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}
 	got := APIServerArgs(cfg, pki.Files{Dir: "/tls", CredDir: "/cred"}, store)
 	for _, want := range []string{

@@ -24,14 +24,16 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func testConfig(t *testing.T) *config.Server {
 	t.Helper()
 	return &config.Server{
-		DataDir:             t.TempDir(),
-		AdvertiseAddress:    "192.0.2.10",
-		BindAddress:         "0.0.0.0",
-		HTTPSPort:           6443,
-		ServiceCIDR:         "10.43.0.0/16",
-		ClusterCIDR:         "10.42.0.0/16",
-		ClusterDNS:          "10.43.0.10",
-		ClusterDomain:       "cluster.local",
+		DataDir:          t.TempDir(),
+		AdvertiseAddress: "192.0.2.10",
+		BindAddress:      "0.0.0.0",
+		HTTPSPort:        6443,
+		Cluster: config.Cluster{
+			ServiceCIDR:   "10.43.0.0/16",
+			ClusterCIDR:   "10.42.0.0/16",
+			ClusterDNS:    "10.43.0.10",
+			ClusterDomain: "cluster.local",
+		},
 		WriteKubeconfig:     filepath.Join(t.TempDir(), "k1s.yaml"),
 		WriteKubeconfigMode: "0600",
 	}
