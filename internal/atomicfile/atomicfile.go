@@ -5,10 +5,6 @@
 // its mode, synced, closed and renamed over the target; then the directory
 // is synced so the rename itself survives a crash. On any failure the
 // temporary file is removed and the old target is left as it was.
-//
-// Every k1s writer of a file that others read (certificates, containerd and
-// CNI configuration, add-on manifests, binaries, the air-gap bundle) goes
-// through this package.
 package atomicfile
 
 import (
