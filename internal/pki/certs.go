@@ -1,10 +1,13 @@
 // Package pki owns the cluster's identities: the certificate authorities,
 // the apiserver serving certificate, the client certificates of the admin
 // and of each control-plane component, the service-account signing key, the
-// kubeconfigs built from them and the join token. Everything is created on
-// first start under <data-dir>/server/tls and reused afterwards; leaf
-// certificates are renewed at start when they near expiry or no longer match
-// what the configuration asks for.
+// kubeconfigs built from them and the join token, all created on first start
+// under <data-dir>/server (tls/, cred/ for the kubeconfigs, token) and reused
+// afterwards. It also makes each node's credentials (kubelet, kube-proxy and
+// flannel certificates and their kubeconfigs): the server writes its own
+// node's, and issues a joining agent's for the agent to write. The server
+// renews its leaf certificates at start when they near expiry or no longer
+// match what the configuration asks for.
 package pki
 
 import (
