@@ -1,8 +1,10 @@
 // Package nodebin ships the node's helper binaries inside k1s: containerd,
 // runc, the containerd runc v2 shim, the CNI plugins, crictl and the pause
-// program of the sandbox image. `make` builds them into bin/ before k1s is
-// compiled; at start they are written to <data-dir>/agent/bin when this
-// k1s binary has not installed them there before.
+// program (cmd/pause). `make` builds them into bin/ before k1s is compiled;
+// at start they are written to <data-dir>/agent/bin when this k1s binary
+// has not installed them there before. The package also builds the sandbox
+// image around pause (PauseImage) and runs an embedded tool straight from
+// memory (Exec, for `k1s crictl` and `k1s containerd`).
 package nodebin
 
 import (
