@@ -20,7 +20,7 @@ import (
 
 // tempInfix sits between "."+<target name> and CreateTemp's random suffix.
 // The leading dot keeps a half-written file out of directory scans that
-// skip dot files (the add-on applier, containerd's certs.d).
+// skip dot files, such as the add-on applier's.
 const tempInfix = ".tmp-"
 
 // Write replaces path with data, with exactly the permission bits of mode
