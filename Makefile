@@ -45,7 +45,7 @@ nodebin:
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" -tags "no_btrfs no_zfs no_devmapper" github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION)
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" $(addprefix github.com/containernetworking/plugins/,$(addsuffix @$(CNI_PLUGINS_VERSION),$(CNI_PLUGINS)))
 	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./internal/pause
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./cmd/pause
 
 # Air-gap bundle of the add-on images the manifests/ use (CoreDNS and
 # k1s's ingress controller), built from Go sources at pinned versions
@@ -61,7 +61,7 @@ IMAGES_ARCH     := amd64
 AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(IMAGES_ARCH).tar.zst
 COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
 INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
-BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go internal/imagebuild/bundle/*.go))
+BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cmd/airgap-bundle/*.go internal/atomicfile/*.go))
 
 images: $(AIRGAP_BUNDLE)
 
@@ -71,11 +71,11 @@ $(COREDNS_BIN):
 	mv $@.gobin/coredns $@ && rmdir $@.gobin
 
 $(INGRESS_BIN): FORCE
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGES_ARCH) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./internal/ingress/cmd/k1s-ingress
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGES_ARCH) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-ingress
 	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(BUNDLE_SRCS) go.mod
-	$(GO) run ./internal/imagebuild/bundle -o $@ -arch $(IMAGES_ARCH) \
+	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(IMAGES_ARCH) \
 		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
 		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG)
 
@@ -90,7 +90,7 @@ run: deps build images
 	./bin/k1s server
 
 unit:
-	$(GO) test -count=1 ./internal/... ./manifests/...
+	$(GO) test -count=1 ./internal/... ./cmd/... ./manifests/...
 
 # End-to-end tests start the real binary; K1S_BIN points them at it.
 e2e: build images

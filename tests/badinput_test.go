@@ -105,7 +105,7 @@ func TestBadInput(t *testing.T) {
 		if err != nil || code == 0 {
 			t.Fatalf("exit %d %v, want failure:\n%s", code, err, out)
 		}
-		mustContain(t, out, "is in use by another k1s server (PID "+strconv.Itoa(s.PID())+")", "error message")
+		mustContain(t, out, "is in use by another k1s server or agent (PID "+strconv.Itoa(s.PID())+")", "error message")
 		if d := diffSnapshots(tls, snapshot(t, filepath.Join(s.DataDir, "server", "tls"))); len(d) > 0 {
 			t.Fatalf("TLS material changed: %v", d)
 		}

@@ -20,6 +20,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/sirupsen/logrus"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // Snapshotter is the one k1s configures for the CRI.
@@ -193,9 +195,5 @@ func saveRecord(path string, rec map[string][]string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }

@@ -1,8 +1,8 @@
 // Package containerd owns the node's container runtime: it writes
-// containerd's configuration, runs containerd as a supervised `k1s
-// containerd` child process, waits until it serves, imports the air-gap
-// image tarballs, and provides the `k1s containerd` and `k1s ctr` multicall
-// entry points.
+// containerd's configuration, runs containerd (the binary embedded in k1s by
+// package nodebin and installed in the node's bin dir) as a supervised child
+// process, waits until it serves, imports the air-gap image tarballs, and
+// provides the `k1s ctr` multicall entry point.
 package containerd
 
 // Namespace is the containerd namespace the CRI (and so Kubernetes) uses.

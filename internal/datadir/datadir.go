@@ -1,6 +1,7 @@
-// Package datadir owns the server's data directory as a whole: it checks
-// that the path is usable and holds an exclusive lock on it for the life of
-// the process, so two servers never share one SQLite file or one PKI.
+// Package datadir owns a node's data directory as a whole: `k1s server` and
+// `k1s agent` alike check that the path is usable and hold an exclusive lock
+// on it for the life of the process, so two k1s processes never share one
+// SQLite file, one PKI or one node's state.
 package datadir
 
 import (
@@ -47,7 +48,7 @@ func Acquire(dir string) (*Lock, error) {
 		}
 		f.Close()
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return nil, fmt.Errorf("data dir %s is in use by another k1s server%s: stop it first, or pass another --data-dir", dir, who)
+			return nil, fmt.Errorf("data dir %s is in use by another k1s server or agent%s: stop it first, or pass another --data-dir", dir, who)
 		}
 		return nil, fmt.Errorf("cannot lock data dir %s: %w", dir, err)
 	}

@@ -179,7 +179,7 @@ func TestAcquireInUseByAnotherProcess(t *testing.T) {
 		l.Release()
 		t.Fatal("Acquire succeeded while another process holds the lock")
 	}
-	for _, w := range []string{dir, "in use by another k1s server", fmt.Sprintf("(PID %d)", pid)} {
+	for _, w := range []string{dir, "in use by another k1s server or agent", fmt.Sprintf("(PID %d)", pid)} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not contain %q", err, w)
 		}

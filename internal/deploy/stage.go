@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // Action says what Stage did to a built-in add-on's file.
@@ -142,35 +144,10 @@ func writeIfChanged(path string, content []byte) (Action, error) {
 		return "", err
 	}
 
-	dir, base := filepath.Split(path)
-	// The leading dot keeps a half-written file out of the Applier's sight.
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
+	// atomicfile's temporary name starts with a dot, which keeps a
+	// half-written file out of the Applier's sight.
+	if err := atomicfile.Write(path, content, 0o600); err != nil {
 		return "", err
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // no-op after a successful rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if _, err := tmp.Write(content); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmpName, path); err != nil {
-		return "", err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return action, nil
 }

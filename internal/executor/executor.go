@@ -1,7 +1,8 @@
 // Package executor is the one seam through which k1s starts upstream
 // Kubernetes components. Callers hand over a context and the component's
-// own command-line arguments; nothing else in k1s touches cobra commands,
-// upstream option structs or their flag parsing.
+// own command-line arguments; nothing else in k1s touches the components'
+// cobra commands, option structs or flag parsing (package kubectl runs the
+// kubectl tool's command, which is not a component).
 package executor
 
 import (

@@ -1,7 +1,7 @@
 // Package imagebuild makes single-layer container images from a few files,
 // as image tarballs containerd imports. k1s builds its sandbox image with
 // it; the tests build theirs; `make images` builds the air-gap bundle of
-// the add-on images (WriteBundle).
+// the add-on images (WriteBundle, run by cmd/airgap-bundle).
 package imagebuild
 
 import (

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // BridgeName is the Linux bridge k1s's CNI config puts Pods on.
@@ -51,9 +53,5 @@ func writeCNIConfig(dir, podCIDR, ipamDir string, mtu int) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
 		return nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, 0o600)
 }

@@ -1,8 +1,10 @@
 // Package nodebin ships the node's helper binaries inside k1s: containerd,
 // runc, the containerd runc v2 shim, the CNI plugins, crictl and the pause
-// program of the sandbox image. `make` builds them into bin/ before k1s is
-// compiled; at start they are written to <data-dir>/agent/bin when this
-// k1s binary has not installed them there before.
+// program (cmd/pause). `make` builds them into bin/ before k1s is compiled;
+// at start they are written to <data-dir>/agent/bin when this k1s binary
+// has not installed them there before. The package also builds the sandbox
+// image around pause (PauseImage) and runs an embedded tool straight from
+// memory (Exec, for `k1s crictl` and `k1s containerd`).
 package nodebin
 
 import (
@@ -13,6 +15,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 //go:embed all:bin
@@ -76,7 +80,8 @@ func Install(dir string) error {
 	if stamp == "" {
 		return nil
 	}
-	return os.WriteFile(filepath.Join(dir, stampFile), []byte(stamp), 0o644)
+	// Written last and atomically: a stamp on disk means every binary is.
+	return atomicfile.Write(filepath.Join(dir, stampFile), []byte(stamp), 0o644)
 }
 
 // selfStamp identifies the running k1s executable, or "" if unknown.
@@ -116,20 +121,11 @@ func installOne(dir, name string) error {
 		return err
 	}
 	defer src.Close()
-	tmp := dst + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
+	// Replaced by a rename, so a running runc or shim keeps its old file.
+	return atomicfile.WriteFrom(dst, 0o755, func(w io.Writer) error {
+		_, err := io.Copy(w, src)
 		return err
-	}
-	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	// Rename, so a running runc or shim keeps its old file.
-	return os.Rename(tmp, dst)
+	})
 }
 
 // sameContent compares a file with an embedded binary in chunks.

@@ -1,10 +1,13 @@
 // Package pki owns the cluster's identities: the certificate authorities,
 // the apiserver serving certificate, the client certificates of the admin
 // and of each control-plane component, the service-account signing key, the
-// kubeconfigs built from them and the join token. Everything is created on
-// first start under <data-dir>/server/tls and reused afterwards; leaf
-// certificates are renewed at start when they near expiry or no longer match
-// what the configuration asks for.
+// kubeconfigs built from them and the join token, all created on first start
+// under <data-dir>/server (tls/, cred/ for the kubeconfigs, token) and reused
+// afterwards. It also makes each node's credentials (kubelet, kube-proxy and
+// flannel certificates and their kubeconfigs): the server writes its own
+// node's, and issues a joining agent's for the agent to write. The server
+// renews its leaf certificates at start when they near expiry or no longer
+// match what the configuration asks for.
 package pki
 
 import (
@@ -25,6 +28,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // Lifetimes of what we issue, and how early a leaf is renewed.
@@ -129,27 +134,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, mode)
 }
 
 // readPair reads name.crt and name.key; found is false when neither exists.

@@ -636,6 +636,32 @@ func TestWriteHostsDirCleansInterruptedWrite(t *testing.T) {
 	}
 }
 
+// A hosts.toml write cut off by a crash leaves a temporary file in a
+// directory k1s owns; the next write removes it.
+func TestWriteHostsDirCleansInterruptedFileWrite(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Parse("registries.yaml", []byte("mirrors:\n  docker.io:\n    endpoint: [\"https://m.example\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHostsDir(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "docker.io", ".hosts.toml.tmp-123")
+	if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHostsDir(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := listDir(t, filepath.Join(dir, "docker.io")); !slices.Equal(got, []string{markerFile, hostsTOML}) {
+		t.Errorf("docker.io holds %q, want only %s and %s", got, markerFile, hostsTOML)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "docker.io", hostsTOML)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("hosts.toml: %v, %v; want mode 0600", st, err)
+	}
+}
+
 func TestTOMLString(t *testing.T) {
 	for _, s := range []string{`plain`, `quo"te`, `back\slash`, "tab\tnew\nline\x01\x7f", "é✓", "bad\xffutf8"} {
 		var got struct{ V string }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 const (
@@ -105,56 +107,35 @@ func isOwned(path string) bool {
 
 // writeHost replaces hosts.toml in a directory k1s owns, or builds a new
 // directory aside and renames it in, so that containerd never sees one
-// half-written and an unmarked directory is never left behind.
+// half-written and an unmarked directory is never left behind. Files are
+// written with mode 0600, since hosts.toml may hold credentials.
 func writeHost(dir, name string, owned bool, content []byte) error {
 	path := filepath.Join(dir, name)
 	if owned {
 		if err := os.Chmod(path, privateDir); err != nil {
 			return err
 		}
-		// Temporary files an interrupted write left.
-		stale, _ := filepath.Glob(filepath.Join(path, "."+hostsTOML+".tmp*"))
-		for _, f := range stale {
-			os.Remove(f)
+		// k1s writes certs.d from one process at a time, so any temporary
+		// file there is one an interrupted write left.
+		if err := atomicfile.RemoveLeftovers(filepath.Join(path, hostsTOML)); err != nil {
+			return err
 		}
-		return writeFileAtomic(filepath.Join(path, hostsTOML), content)
+		return atomicfile.Write(filepath.Join(path, hostsTOML), content, 0o600)
 	}
 	tmp, err := os.MkdirTemp(dir, tmpPrefix+"*") // mode 0700
 	if err != nil {
 		return err
 	}
-	err = writeFileAtomic(filepath.Join(tmp, markerFile), []byte(markerText))
+	err = atomicfile.Write(filepath.Join(tmp, markerFile), []byte(markerText), 0o600)
 	if err == nil {
-		err = writeFileAtomic(filepath.Join(tmp, hostsTOML), content)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.RemoveAll(tmp)
-	}
-	return err
-}
-
-// writeFileAtomic writes path with mode 0600 through a temporary file in
-// the same directory, since hosts.toml may hold credentials.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*") // mode 0600
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = atomicfile.Write(filepath.Join(tmp, hostsTOML), content, 0o600)
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		// A directory is renamed in whole; the sync makes the rename last.
+		if err = os.Rename(tmp, path); err == nil {
+			return atomicfile.SyncDir(dir)
+		}
 	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	os.RemoveAll(tmp)
 	return err
 }

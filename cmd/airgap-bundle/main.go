@@ -1,20 +1,21 @@
-// Command bundle writes k1s's air-gap image bundle: the add-on images
+// Command airgap-bundle writes k1s's air-gap image bundle: the add-on images
 // (CoreDNS, k1s's ingress controller) built from binaries `make images` compiled, as one
 // zstd-compressed image tarball that k1s imports into containerd from
 // <data-dir>/agent/images/.
 //
-//	go run ./internal/imagebuild/bundle -o bin/k1s-airgap-images-amd64.tar.zst \
+//	go run ./cmd/airgap-bundle -o bin/k1s-airgap-images-amd64.tar.zst \
 //	    -coredns bin/images/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
 //	    -ingress bin/images/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0
 //
-// The output is the same for the same inputs. It is written to a temporary
-// file and renamed into place, so an interrupted run leaves no half bundle.
+// The output is the same for the same inputs. It is written through package
+// atomicfile, so an interrupted run leaves the old bundle, never half a new one.
 package main
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
 	"os"
@@ -23,6 +24,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/k1s-io/k1s/internal/atomicfile"
 	"github.com/k1s-io/k1s/internal/imagebuild"
 )
 
@@ -110,36 +112,20 @@ func clone(files []imagebuild.File) []imagebuild.File {
 	return append([]imagebuild.File(nil), files...)
 }
 
-func write(out string, images []imagebuild.Image) (err error) {
+func write(out string, images []imagebuild.Image) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
+	return atomicfile.WriteFrom(out, 0o644, func(w io.Writer) error {
+		// One encoder goroutine keeps the output byte-for-byte reproducible.
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			return err
 		}
-	}()
-	// One encoder goroutine keeps the output byte-for-byte reproducible.
-	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return err
-	}
-	if err = imagebuild.WriteBundle(zw, images); err != nil {
-		return err
-	}
-	if err = zw.Close(); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
+		if err := imagebuild.WriteBundle(zw, images); err != nil {
+			zw.Close()
+			return err
+		}
+		return zw.Close()
+	})
 }
