@@ -71,5 +71,5 @@ func (a *Agent) Validate() error {
 	if err := validateDirs(a.DataDir, a.RunDir); err != nil {
 		return err
 	}
-	return a.NodeOptions.validate()
+	return a.NodeOptions.validate(true)
 }

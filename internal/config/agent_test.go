@@ -155,3 +155,15 @@ func TestDisableAgentSkipsNodeOptions(t *testing.T) {
 		t.Errorf("node options filled in without a node: %q %q", s.NodeName, s.NodeIP)
 	}
 }
+
+// Node flags given with --disable-agent are still checked: bad input is
+// refused, not ignored.
+func TestDisableAgentStillChecksGivenNodeFlags(t *testing.T) {
+	s := validServer(t)
+	s.DisableAgent = true
+	s.NodeName = ""
+	s.KubeletArgs = []string{"max-pods"}
+	if err := prepare(s); err == nil || !strings.Contains(err.Error(), "invalid --kubelet-arg") {
+		t.Errorf("prepare() = %v, want the --kubelet-arg named", err)
+	}
+}

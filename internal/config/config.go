@@ -233,10 +233,8 @@ func (s *Server) Validate() error {
 			return err
 		}
 	}
-	if !s.DisableAgent {
-		if err := s.NodeOptions.validate(); err != nil {
-			return err
-		}
+	if err := s.NodeOptions.validate(!s.DisableAgent); err != nil {
+		return err
 	}
 	return s.Datastore.validate()
 }

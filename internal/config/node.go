@@ -65,16 +65,22 @@ func (o *NodeOptions) complete(defaultIP func() (string, error)) error {
 	return nil
 }
 
-// validate checks the node flags shared by server and agent.
-func (o *NodeOptions) validate() error {
-	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
-		return fmt.Errorf("invalid --node-name %q: %s", o.NodeName, strings.Join(errs, "; "))
+// validate checks the node flags shared by server and agent. With
+// complete, the name and IP must be there (complete filled them in);
+// without (a server with --disable-agent) only what was given is checked.
+func (o *NodeOptions) validate(complete bool) error {
+	if complete || o.NodeName != "" {
+		if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
+			return fmt.Errorf("invalid --node-name %q: %s", o.NodeName, strings.Join(errs, "; "))
+		}
+		if len(o.NodeName) > MaxNodeNameLength {
+			return fmt.Errorf("invalid --node-name: %d characters, at most %d are allowed (k1s records the name's owner in a Secret named <name>.node-password.k1s)", len(o.NodeName), MaxNodeNameLength)
+		}
 	}
-	if len(o.NodeName) > MaxNodeNameLength {
-		return fmt.Errorf("invalid --node-name: %d characters, at most %d are allowed (k1s records the name's owner in a Secret named <name>.node-password.k1s)", len(o.NodeName), MaxNodeNameLength)
-	}
-	if p := net.ParseIP(o.NodeIP); p == nil || p.IsUnspecified() {
-		return fmt.Errorf("invalid --node-ip %q: want this host's IP address, e.g. 192.168.1.10", o.NodeIP)
+	if complete || o.NodeIP != "" {
+		if p := net.ParseIP(o.NodeIP); p == nil || p.IsUnspecified() {
+			return fmt.Errorf("invalid --node-ip %q: want this host's IP address, e.g. 192.168.1.10", o.NodeIP)
+		}
 	}
 	for _, l := range o.NodeLabels {
 		k, v, ok := strings.Cut(l, "=")

@@ -127,6 +127,8 @@ func (r *run) datastore(context.Context) error {
 		<-ctx.Done()
 		if err := s.Stop(stopDatastore); err != nil {
 			r.log.Warn(err)
+		} else {
+			r.log.Info("datastore closed")
 		}
 		return nil
 	})
