@@ -122,7 +122,7 @@ func TestAgentJoins(t *testing.T) {
 	lab := harness.NewLab(t)
 	h := lab.AddHost(t, "agent1")
 	s := startNode(t, "--tls-san", lab.GatewayIP)
-	startAgent(t, s, lab, h, "--node-label=k1s-test/role=edge", "--node-taint=k1s-test/dedicated=edge:NoSchedule")
+	a := startAgent(t, s, lab, h, "--node-label=k1s-test/role=edge", "--node-taint=k1s-test/dedicated=edge:NoSchedule")
 
 	jp := `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.addresses[?(@.type=="InternalIP")].address} {.metadata.labels.k1s-test/role} {.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}`
 	want := "True " + h.IP + " edge k1s-test/dedicated=edge:NoSchedule"
@@ -167,6 +167,10 @@ spec:
 		t.Errorf("the agent's Pod IP %q is not from the agent's own Pod CIDR", podIP)
 	}
 
+	t.Run("no credential of the agent changes another Node", func(t *testing.T) {
+		credentialsConfinedToOwnNode(t, s, a, h.Name)
+	})
+
 	token, _ := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
 	tok := strings.TrimSpace(string(token))
 	url := "https://" + net.JoinHostPort(lab.GatewayIP, strconv.Itoa(s.Port))
@@ -203,4 +207,93 @@ spec:
 		}
 		return nil
 	})
+}
+
+// credentialsConfinedToOwnNode tries every kubeconfig and every key (with
+// its certificate) under the agent's data dir against the server's Node:
+// label, taint, annotate and status patch must all be refused. A host
+// taken over must not be able to evict Pods elsewhere or redirect another
+// node's Pod traffic (flannel's public-ip annotation).
+func credentialsConfinedToOwnNode(t *testing.T, s, a *harness.Server, agentNode string) {
+	names, err := s.Kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other string
+	for _, n := range strings.Fields(names) {
+		if n != agentNode {
+			other = n
+		}
+	}
+	if other == "" {
+		t.Fatalf("no node other than %s in %q", agentNode, names)
+	}
+	ops := [][]string{
+		{"label", "node", other, "k1s-test/owned=yes", "--overwrite"},
+		{"taint", "node", other, "k1s-test/evict=yes:NoExecute"},
+		{"annotate", "node", other, "flannel.alpha.coreos.com/public-ip=192.0.2.66", "--overwrite"},
+		{"patch", "node", other, "--subresource=status", "--type=merge", "-p", `{"metadata":{"annotations":{"flannel.alpha.coreos.com/public-ip":"192.0.2.66"}}}`},
+	}
+	// Each credential: a kubeconfig, or an empty kubeconfig plus flags.
+	type cred struct {
+		name, kubeconfig string
+		flags            []string
+	}
+	empty := filepath.Join(t.TempDir(), "empty.kubeconfig")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var creds []cred
+	err = filepath.WalkDir(a.DataDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch {
+		case strings.HasSuffix(path, ".kubeconfig"):
+			creds = append(creds, cred{name: path, kubeconfig: path})
+		case strings.HasSuffix(path, ".key"):
+			crt := strings.TrimSuffix(path, ".key") + ".crt"
+			if _, err := os.Stat(crt); err != nil {
+				return fmt.Errorf("key %s has no certificate beside it", path)
+			}
+			creds = append(creds, cred{name: path, kubeconfig: empty, flags: []string{"--server", "https://" + s.Addr(),
+				"--certificate-authority", filepath.Join(s.DataDir, "server", "tls", "server-ca.crt"),
+				"--client-certificate", crt, "--client-key", path}})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(creds) < 6 { // kubelet, kube-proxy, flannel: a kubeconfig and a key each
+		t.Fatalf("found only %d credentials under %s: %v", len(creds), a.DataDir, creds)
+	}
+	for _, c := range creds {
+		for _, op := range ops {
+			out, err := harness.Kubectl(c.kubeconfig, append(append([]string{}, c.flags...), op...)...)
+			if err == nil {
+				t.Errorf("%s may %s node %s:\n%s", c.name, op[0], other, out)
+				continue
+			}
+			if !strings.Contains(strings.ToLower(out), "forbidden") && !strings.Contains(out, "Unauthorized") {
+				t.Errorf("%s: %s node %s failed, but not as refused: %s", c.name, op[0], other, out)
+			}
+		}
+	}
+	// The same operations are valid: the admin may do them.
+	if out, err := s.Kubectl(ops[0]...); err != nil {
+		t.Fatalf("admin label: %v %s", err, out)
+	}
+	if out, err := s.Kubectl("label", "node", other, "k1s-test/owned-"); err != nil {
+		t.Fatalf("admin unlabel: %v %s", err, out)
+	}
+	// flannel may still publish on its own Node.
+	own := filepath.Join(a.DataDir, "agent", "pki", "flannel.kubeconfig")
+	if out, err := harness.Kubectl(own, "patch", "node", agentNode, "--subresource=status", "--type=merge",
+		"-p", `{"metadata":{"annotations":{"k1s-test/flannel-may":"yes"}}}`); err != nil {
+		t.Errorf("flannel cannot patch its own node's status: %v %s", err, out)
+	}
+	if out, _ := s.Kubectl("get", "node", other, "-o", "jsonpath={.metadata.annotations} {.spec.taints}"); strings.Contains(out, "192.0.2.66") || strings.Contains(out, "k1s-test/evict") {
+		t.Errorf("node %s was changed: %s", other, out)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -27,15 +28,18 @@ func EnsureRBAC(ctx context.Context, f pki.Files) error {
 	if err != nil {
 		return err
 	}
+	return ensureRBAC(ctx, cs)
+}
+
+func ensureRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	labels := map[string]string{"app.kubernetes.io/managed-by": "k1s"}
+	// Earlier k1s versions let flannel patch every Node: the role and
+	// binding are overwritten, not only created.
 	flannel := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: FlannelRole, Labels: labels},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "patch"}},
-			{APIGroups: []string{""}, Resources: []string{"nodes/status"}, Verbs: []string{"patch"}},
-		},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
 	}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, flannel, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := applyRole(ctx, cs, flannel); err != nil {
 		return err
 	}
 	for _, crb := range []*rbacv1.ClusterRoleBinding{{
@@ -45,14 +49,95 @@ func EnsureRBAC(ctx context.Context, f pki.Files) error {
 	}, {
 		ObjectMeta: metav1.ObjectMeta{Name: FlannelRole, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FlannelRole},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.FlannelUser}},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: pki.FlannelGroup}},
 	}} {
-		if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := applyBinding(ctx, cs, crb); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// FlannelRole lets flannel watch Nodes and publish its tunnel endpoint on them.
+// FlannelRole lets every node's flannel watch Nodes; FlannelNodeRole(n)
+// lets node n's flannel publish its tunnel endpoint on its own Node only.
 const FlannelRole = "k1s:flannel"
+
+// FlannelNodeRole is the name of node's own flannel ClusterRole and binding.
+func FlannelNodeRole(node string) string { return FlannelRole + ":" + node }
+
+// EnsureFlannelNodeRBAC lets node's flannel identity patch the status
+// (where flannel keeps its annotations) of that one Node.
+func EnsureFlannelNodeRBAC(ctx context.Context, cs kubernetes.Interface, node string) error {
+	labels := map[string]string{"app.kubernetes.io/managed-by": "k1s", NodeRoleLabel: node}
+	name := FlannelNodeRole(node)
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/status"},
+			ResourceNames: []string{node}, Verbs: []string{"get", "patch"}}},
+	}
+	if err := applyRole(ctx, cs, role); err != nil {
+		return err
+	}
+	return applyBinding(ctx, cs, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.FlannelUser(node)}},
+	})
+}
+
+// DeleteFlannelNodeRBAC removes what EnsureFlannelNodeRBAC made, when the
+// Node is deleted.
+func DeleteFlannelNodeRBAC(ctx context.Context, cs kubernetes.Interface, node string) error {
+	name := FlannelNodeRole(node)
+	if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if err := cs.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// NodeRoleLabel marks the RBAC objects k1s made for one node.
+const NodeRoleLabel = "k1s.io/node"
+
+func applyRole(ctx context.Context, cs kubernetes.Interface, want *rbacv1.ClusterRole) error {
+	got, err := cs.RbacV1().ClusterRoles().Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cs.RbacV1().ClusterRoles().Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(got.Rules, want.Rules) {
+		return nil
+	}
+	got.Rules = want.Rules
+	_, err = cs.RbacV1().ClusterRoles().Update(ctx, got, metav1.UpdateOptions{})
+	return err
+}
+
+func applyBinding(ctx context.Context, cs kubernetes.Interface, want *rbacv1.ClusterRoleBinding) error {
+	got, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(got.Subjects, want.Subjects) && got.RoleRef == want.RoleRef {
+		return nil
+	}
+	if got.RoleRef != want.RoleRef { // immutable: replace the binding
+		if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, want.Name, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, want, metav1.CreateOptions{})
+		return err
+	}
+	got.Subjects = want.Subjects
+	_, err = cs.RbacV1().ClusterRoleBindings().Update(ctx, got, metav1.UpdateOptions{})
+	return err
+}

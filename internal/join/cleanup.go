@@ -10,10 +10,12 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/k1s-io/k1s/internal/control"
 )
 
-// ReleaseDeletedNodeNames deletes a node's password Secret when its Node
-// is deleted, so that `kubectl delete node` frees the name for another
+// ReleaseDeletedNodeNames deletes a node's password Secret (and the role
+// of its flannel identity) when its Node is deleted, so that `kubectl delete node` frees the name for another
 // host, as an operator replacing a machine expects. It runs until ctx ends.
 func ReleaseDeletedNodeNames(ctx context.Context, kube kubernetes.Interface, log logrus.FieldLogger) error {
 	factory := informers.NewSharedInformerFactory(kube, 0)
@@ -26,6 +28,9 @@ func ReleaseDeletedNodeNames(ctx context.Context, kube kubernetes.Interface, log
 			n, ok := obj.(*corev1.Node)
 			if !ok {
 				return
+			}
+			if err := control.DeleteFlannelNodeRBAC(ctx, kube, n.Name); err != nil {
+				log.Warnf("node %s deleted, but its flannel role stays: %v", n.Name, err)
 			}
 			err := kube.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, passwordSecretName(n.Name), metav1.DeleteOptions{})
 			switch {

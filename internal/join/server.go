@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/control"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -98,6 +99,10 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fail(w, http.StatusServiceUnavailable, "checking the node password: "+err.Error())
+		return
+	}
+	if err := control.EnsureFlannelNodeRBAC(r.Context(), kube, req.NodeName); err != nil {
+		fail(w, http.StatusServiceUnavailable, "granting flannel its node's rights: "+err.Error())
 		return
 	}
 	certs, err := pki.IssueNode(s.PKI, req.NodeName, req.NodeIP, time.Now())

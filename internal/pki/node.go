@@ -33,9 +33,14 @@ func (n NodeFiles) FlannelKubeconfig() string {
 	return n.path("flannel.kubeconfig")
 }
 
-// FlannelUser is flannel's identity: it must list every Node and annotate
-// its own, which the Node authorizer does not let a kubelet do.
-const FlannelUser = "system:k1s-flannel"
+// FlannelGroup holds every node's flannel identity: flannel must list
+// every Node, which the Node authorizer does not let a kubelet do.
+const FlannelGroup = "system:k1s-flannel"
+
+// FlannelUser is one node's flannel identity, allowed to change only that
+// node's status (its flannel annotations), so a compromised host cannot
+// touch other Nodes.
+func FlannelUser(node string) string { return FlannelGroup + ":" + node }
 
 // nodeLeaves: the kubelet's client certificate is system:node:<name> in
 // system:nodes, as the Node authorizer expects; its serving certificate is
@@ -50,7 +55,7 @@ func nodeLeaves(res *Result, name, ip string) []*leaf {
 		{name: "client-kubelet", ca: res.ClientCA, cn: "system:node:" + name, orgs: []string{"system:nodes"}, client: true},
 		{name: "serving-kubelet", ca: res.ServerCA, cn: name, server: true, dnsNames: []string{name, "localhost"}, ips: dedupeIPs(ips)},
 		{name: "client-kube-proxy", ca: res.ClientCA, cn: "system:kube-proxy", client: true},
-		{name: "client-flannel", ca: res.ClientCA, cn: FlannelUser, client: true},
+		{name: "client-flannel", ca: res.ClientCA, cn: FlannelUser(name), orgs: []string{FlannelGroup}, client: true},
 	}
 }
 

@@ -233,5 +233,8 @@ func (r *run) nodeCredentials(ctx context.Context, nc config.Node, dir string) e
 	if err != nil {
 		return err
 	}
-	return join.ClaimNodeName(ctx, kube, nc.NodeName, password)
+	if err := join.ClaimNodeName(ctx, kube, nc.NodeName, password); err != nil {
+		return err
+	}
+	return control.EnsureFlannelNodeRBAC(ctx, kube, nc.NodeName)
 }
