@@ -75,6 +75,7 @@ func startAgentWith(t testing.TB, s *harness.Server, lab *harness.Lab, h *harnes
 		}
 		if t.Failed() {
 			t.Logf("log tail of the agent %s:\n%s", a.LogPath, a.Tail(40))
+			t.Logf("log tail of the agent %s:\n%s", a.ComponentLogPath(), a.ComponentTail(40))
 		}
 	})
 	t.Cleanup(func() {

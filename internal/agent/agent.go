@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -30,7 +31,6 @@ const (
 // Run joins the server and runs the node until ctx is cancelled (nil) or
 // something fails.
 func Run(ctx context.Context, cfg *config.Agent) error {
-	log := logging.Setup(cfg.Debug)
 	tok, err := pki.ParseToken(cfg.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %w", err)
@@ -40,6 +40,11 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 	defer lock.Release()
+	log, logs, err := logging.Setup(logging.Options{Debug: cfg.Debug, Dir: filepath.Join(cfg.DataDir, "logs")})
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
 
 	sup := pipeline.NewSupervisor()
 	defer node.Stop(sup, log)

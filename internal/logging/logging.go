@@ -1,12 +1,13 @@
 // Package logging sets up, once per process, where logs go: k1s's own lines
-// (logrus, also used by kine) go to the terminal, and the embedded
-// Kubernetes components' klog output goes in full to a size-capped file
-// under <data-dir>/logs, with only its warnings and errors on the terminal
+// (logrus) go to the terminal; the embedded upstream components' output
+// (klog, and kine's logrus lines) goes in full to a size-capped file under
+// <data-dir>/logs, with only its warnings and errors on the terminal
 // (everything with --debug). k1s's lines are copied into the same file, so
 // the file is the complete record.
 package logging
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -94,7 +95,10 @@ func Setup(o Options) (logrus.FieldLogger, *Logs, error) {
 	file := &closableFile{w: &lumberjack.Logger{Filename: path, MaxSize: maxMiB, MaxBackups: backups}}
 
 	logrus.SetOutput(term)
-	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339})
+	logrus.SetFormatter(&termFormatter{
+		Formatter: &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339},
+		debug:     o.Debug,
+	})
 	logrus.SetLevel(logrus.InfoLevel)
 	if o.Debug {
 		logrus.SetLevel(logrus.DebugLevel)
@@ -131,14 +135,44 @@ func setupKlog(debug bool, file, term io.Writer) error {
 	}
 	both := tee{term, file}
 	info := file
+	warning := io.Writer(tee{quiet{term}, file})
 	if debug {
-		info = both
+		info, warning = both, both
 	}
 	klog.SetOutputBySeverity("INFO", info)
-	klog.SetOutputBySeverity("WARNING", both)
+	klog.SetOutputBySeverity("WARNING", warning)
 	klog.SetOutputBySeverity("ERROR", both)
 	klog.SetOutputBySeverity("FATAL", file)
 	return nil
+}
+
+// termFormatter keeps kine's INFO lines (the only logrus lines without a
+// component field: k1s's loggers all have one) off the terminal unless
+// debugging, like the other upstream components' INFO lines; the file
+// hook still records them.
+type termFormatter struct {
+	logrus.Formatter
+	debug bool
+}
+
+func (f *termFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	if _, ok := e.Data["component"]; !ok && !f.debug && e.Level >= logrus.InfoLevel {
+		return nil, nil // logrus writes the empty line as nothing
+	}
+	return f.Formatter.Format(e)
+}
+
+// quiet keeps off the terminal the one warning every start prints dozens
+// of times and that needs no action: the apiserver's "Skipping API
+// <group/version> because it has no resources", one per disabled built-in
+// API version (33 lines in v1.37). The file keeps them.
+type quiet struct{ w io.Writer }
+
+func (q quiet) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("] Skipping API ")) && bytes.Contains(p, []byte(" because it has no resources")) {
+		return len(p), nil
+	}
+	return q.w.Write(p)
 }
 
 // tee writes to every writer even if one fails (io.MultiWriter stops at the

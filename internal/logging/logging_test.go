@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"k8s.io/klog/v2"
 )
 
@@ -49,6 +50,9 @@ func logEverything(t *testing.T, debug bool) (file, term string) {
 	klog.Warning("klog-warning-line")
 	klog.ErrorS(errors.New("boom"), "klog-error-line")
 	klog.FromContext(context.Background()).Error(errors.New("boom"), "klog-context-error-line")
+	klog.Warning("Skipping API apps/v1beta1 because it has no resources.")
+	logrus.Info("kine-info-line") // kine logs through logrus without a component
+	logrus.Warn("kine-warning-line")
 	log.Info("k1s-info-line")
 	log.Debug("k1s-debug-line")
 	log.Warn("k1s-warning-line")
@@ -81,21 +85,22 @@ func wantNone(t *testing.T, where, text string, lines ...string) {
 	}
 }
 
+// Without --debug, the first go to the file only; the others to both.
 var (
-	infoLines    = []string{"klog-info-line", "klog-infos-line", "klog-background-line", "klog-context-line"}
-	warningLines = []string{"klog-warning-line", "klog-error-line", "klog-context-error-line"}
-	k1sLines     = []string{"k1s-info-line", "k1s-warning-line"}
+	fileOnlyLines = []string{"klog-info-line", "klog-infos-line", "klog-background-line", "klog-context-line", "kine-info-line", "Skipping API apps/v1beta1"}
+	bothLines     = []string{"klog-warning-line", "klog-error-line", "klog-context-error-line", "kine-warning-line"}
+	k1sLines      = []string{"k1s-info-line", "k1s-warning-line"}
 )
 
 func TestRouting(t *testing.T) {
 	file, term := logEverything(t, false)
-	wantOnce(t, "file", file, infoLines...)
-	wantOnce(t, "file", file, warningLines...)
+	wantOnce(t, "file", file, fileOnlyLines...)
+	wantOnce(t, "file", file, bothLines...)
 	wantOnce(t, "file", file, k1sLines...)
 	wantNone(t, "file", file, "klog-v2-line", "k1s-debug-line", "klog-after-close")
 
-	wantNone(t, "terminal", term, infoLines...)
-	wantOnce(t, "terminal", term, warningLines...)
+	wantNone(t, "terminal", term, fileOnlyLines...)
+	wantOnce(t, "terminal", term, bothLines...)
 	wantOnce(t, "terminal", term, k1sLines...)
 	wantNone(t, "terminal", term, "klog-v2-line", "k1s-debug-line", "klog-after-close")
 	if !strings.Contains(file, "component=k1s") {
@@ -106,8 +111,8 @@ func TestRouting(t *testing.T) {
 func TestRoutingDebug(t *testing.T) {
 	file, term := logEverything(t, true)
 	for where, text := range map[string]string{"file": file, "terminal": term} {
-		wantOnce(t, where, text, infoLines...)
-		wantOnce(t, where, text, warningLines...)
+		wantOnce(t, where, text, fileOnlyLines...)
+		wantOnce(t, where, text, bothLines...)
 		wantOnce(t, where, text, k1sLines...)
 		wantOnce(t, where, text, "klog-v2-line", "k1s-debug-line")
 	}
