@@ -123,7 +123,8 @@ func TestAgentJoins(t *testing.T) {
 	lab := harness.NewLab(t)
 	h := lab.AddHost(t, "agent1")
 	s := startNode(t, "--tls-san", lab.GatewayIP)
-	startAgent(t, s, lab, h, "--node-label=k1s-test/role=edge", "--node-taint=k1s-test/dedicated=edge:NoSchedule")
+	a := startAgent(t, s, lab, h, "--node-label=k1s-test/role=edge", "--node-taint=k1s-test/dedicated=edge:NoSchedule")
+	checkLogs(t, a, "k1s agent is ready", []string{kubeletLine}, "credentials", "kubelet", "kube-proxy")
 
 	jp := `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.addresses[?(@.type=="InternalIP")].address} {.metadata.labels.k1s-test/role} {.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}`
 	want := "True " + h.IP + " edge k1s-test/dedicated=edge:NoSchedule"
