@@ -75,6 +75,7 @@ func startAgentWith(t testing.TB, s *harness.Server, lab *harness.Lab, h *harnes
 		}
 		if t.Failed() {
 			t.Logf("log tail of the agent %s:\n%s", a.LogPath, a.Tail(40))
+			t.Logf("log tail of the agent %s:\n%s", a.ComponentLogPath(), a.ComponentTail(40))
 		}
 	})
 	t.Cleanup(func() {
@@ -123,6 +124,7 @@ func TestAgentJoins(t *testing.T) {
 	h := lab.AddHost(t, "agent1")
 	s := startNode(t, "--tls-san", lab.GatewayIP)
 	a := startAgent(t, s, lab, h, "--node-label=k1s-test/role=edge", "--node-taint=k1s-test/dedicated=edge:NoSchedule")
+	checkLogs(t, a, "k1s agent is ready", []string{kubeletLine}, "join", "credentials", "kubelet", "kube-proxy")
 
 	jp := `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.addresses[?(@.type=="InternalIP")].address} {.metadata.labels.k1s-test/role} {.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}`
 	want := "True " + h.IP + " edge k1s-test/dedicated=edge:NoSchedule"

@@ -49,6 +49,7 @@ func startExisting(t testing.TB, s *harness.Server) {
 		}
 		if t.Failed() {
 			t.Logf("log tail of %s:\n%s", s.LogPath, s.Tail(40))
+			t.Logf("log tail of %s:\n%s", s.ComponentLogPath(), s.ComponentTail(40))
 		}
 	})
 	if err := s.WaitReady(readyTimeout); err != nil {

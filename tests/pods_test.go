@@ -72,6 +72,7 @@ func waitPhase(t testing.TB, s *harness.Server, pod, phase string, timeout time.
 // containers: logs, exec, and Pods that succeed or fail.
 func TestNodeRunsPods(t *testing.T) {
 	s := startNode(t)
+	checkLogs(t, s, "k1s is ready", []string{apiserverLine, kubeletLine}, "datastore", "kube-apiserver", "controllers", "node")
 	out, err := s.Kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 	if err != nil || !strings.Contains(out, "=True") {
 		t.Fatalf("node not Ready: %q %v", out, err)

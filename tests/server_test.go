@@ -15,6 +15,7 @@ import (
 // a restart keeps the state, the CA and keys, and the old kubeconfig.
 func TestServerLifecycle(t *testing.T) {
 	s := startServer(t)
+	checkLogs(t, s, "k1s is ready", []string{apiserverLine}, "datastore", "kube-apiserver", "controllers")
 
 	out, err := s.Kubectl("get", "--raw", "/readyz")
 	if err != nil || strings.TrimSpace(out) != "ok" {

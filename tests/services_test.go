@@ -44,7 +44,7 @@ func testServices(t *testing.T, mode string) {
 	s := startNode(t, "--kube-proxy-arg=proxy-mode="+mode)
 	t.Cleanup(func() {
 		if t.Failed() { // kube-proxy's own account of its rules
-			for _, l := range strings.Split(s.Log(), "\n") {
+			for _, l := range strings.Split(s.ComponentLog(), "\n") {
 				if strings.Contains(l, "proxier.go") || strings.Contains(l, "kube-proxy") {
 					t.Log(l)
 				}

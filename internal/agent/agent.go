@@ -8,6 +8,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,7 +33,6 @@ const (
 // Run joins the server and runs the node until ctx is cancelled (nil) or
 // something fails.
 func Run(ctx context.Context, cfg *config.Agent) error {
-	log := logging.Setup(cfg.Debug)
 	tok, err := pki.ParseToken(cfg.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %w", err)
@@ -42,6 +42,11 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 	defer lock.Release()
+	log, logs, err := logging.Setup(logging.Options{Debug: cfg.Debug, Dir: filepath.Join(cfg.DataDir, "logs")})
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
 
 	a := newAgent(cfg, log, executor.Embedded(), &join.Client{URL: cfg.ServerURL, Token: tok, Warn: func(m string) { log.Warn(m) }})
 	return a.serve(ctx, a.steps())

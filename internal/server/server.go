@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -36,12 +37,17 @@ const (
 // Run starts the server and blocks until ctx is cancelled (clean exit,
 // nil) or something fails (the error names the component).
 func Run(ctx context.Context, cfg *config.Server) error {
-	log := logging.Setup(cfg.Debug)
 	lock, err := datadir.Acquire(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
+	// After the lock: a second server must not rotate this one's log.
+	log, logs, err := logging.Setup(logging.Options{Debug: cfg.Debug, Dir: filepath.Join(cfg.DataDir, "logs")})
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
 
 	r := newRun(cfg, log, executor.Embedded())
 	return r.serve(ctx, r.steps())

@@ -453,7 +453,16 @@ func MountsBelow(dir string) []string {
 
 // Tail returns the last n lines of the current log.
 func (s *Server) Tail(n int) string {
-	b, _ := os.ReadFile(s.LogPath)
+	return tail(s.LogPath, n)
+}
+
+// ComponentTail returns the last n lines of the components' log.
+func (s *Server) ComponentTail(n int) string {
+	return tail(s.ComponentLogPath(), n)
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -464,6 +473,18 @@ func (s *Server) Tail(n int) string {
 // Log returns the whole current log.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.LogPath)
+	return string(b)
+}
+
+// ComponentLogPath is the log file k1s writes under its data dir: the
+// embedded components' klog output in full and k1s's own lines.
+func (s *Server) ComponentLogPath() string {
+	return filepath.Join(s.DataDir, "logs", "components.log")
+}
+
+// ComponentLog returns the current components' log (not its rotated copies).
+func (s *Server) ComponentLog() string {
+	b, _ := os.ReadFile(s.ComponentLogPath())
 	return string(b)
 }
 
