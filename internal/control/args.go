@@ -1,9 +1,10 @@
 // Package control derives what the control plane needs from the k1s
 // configuration: the arguments of kube-apiserver, kube-scheduler and
 // kube-controller-manager (the user's pass-through arguments applied, with
-// security-relevant lists merged rather than replaced), the probes that tell
-// when each one is ready, and the RBAC objects k1s relies on. Starting the
-// components is the server's job (through the executor seam).
+// security-relevant lists merged rather than replaced) and the probes that
+// tell when each one is ready; it also creates the RBAC bindings k1s's own
+// identities need once the apiserver runs. Starting the components is the
+// server's job (through the executor seam).
 package control
 
 import (
