@@ -2,6 +2,7 @@ package control
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/k1s-io/k1s/internal/config"
@@ -34,5 +35,83 @@ func TestAPIServerArgsFollowConfig(t *testing.T) {
 	}
 	if slices.Contains(got, "--anonymous-auth=false") {
 		t.Error("user's anonymous-auth=true did not replace the default")
+	}
+}
+
+// flagValue is the value of --name in args, and whether it is there.
+func flagValue(args []string, name string) (string, bool) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func TestSecurityListsMergeWithK1s(t *testing.T) {
+	const absent = "<absent>"
+	for _, c := range []struct {
+		name  string
+		extra []string
+		want  map[string]string // flag -> value, or absent
+		notes []string          // substrings, one per expected note
+	}{
+		{"nothing passed", []string{"v=2"},
+			map[string]string{"enable-admission-plugins": "NodeRestriction", "authorization-mode": "Node,RBAC"}, nil},
+		{"admission plugin added", []string{"enable-admission-plugins=PodSecurity"},
+			map[string]string{"enable-admission-plugins": "PodSecurity,NodeRestriction"},
+			[]string{"--enable-admission-plugins=PodSecurity,NodeRestriction (k1s added NodeRestriction; turn one off with --kube-apiserver-arg=disable-admission-plugins=NAME)"}},
+		{"admission plugins already there", []string{"--enable-admission-plugins=NodeRestriction,PodSecurity,NodeRestriction"},
+			map[string]string{"enable-admission-plugins": "NodeRestriction,PodSecurity"},
+			[]string{"(k1s added nothing;"}},
+		{"NodeRestriction disabled explicitly", []string{"enable-admission-plugins=PodSecurity", "disable-admission-plugins=NodeRestriction"},
+			map[string]string{"enable-admission-plugins": "PodSecurity", "disable-admission-plugins": "NodeRestriction"},
+			[]string{"left out NodeRestriction, as --disable-admission-plugins asks"}},
+		{"only a disable flag", []string{"disable-admission-plugins=NodeRestriction,ServiceAccount"},
+			map[string]string{"enable-admission-plugins": absent, "disable-admission-plugins": "NodeRestriction,ServiceAccount"},
+			[]string{"left out NodeRestriction"}},
+		{"deprecated admission-control", []string{"admission-control=ServiceAccount,PodSecurity"},
+			map[string]string{"admission-control": "ServiceAccount,PodSecurity,NodeRestriction", "enable-admission-plugins": absent},
+			[]string{"--admission-control=ServiceAccount,PodSecurity,NodeRestriction (k1s added NodeRestriction"}},
+		{"authorization RBAC only", []string{"authorization-mode=RBAC"},
+			map[string]string{"authorization-mode": "Node,RBAC"},
+			[]string{"--authorization-mode=Node,RBAC (k1s added Node; Node goes first"}},
+		{"authorization keeps the user's order", []string{"authorization-mode=Webhook,RBAC"},
+			map[string]string{"authorization-mode": "Node,Webhook,RBAC"}, []string{"k1s added Node;"}},
+		{"authorization without RBAC", []string{"authorization-mode=Webhook"},
+			map[string]string{"authorization-mode": "Node,Webhook,RBAC"}, []string{"k1s added Node,RBAC;"}},
+		{"Node moved first", []string{"authorization-mode=RBAC,Node"},
+			map[string]string{"authorization-mode": "Node,RBAC"}, []string{"k1s added nothing;"}},
+		{"authorization config file", []string{"authorization-config=/etc/authz.yaml"},
+			map[string]string{"authorization-mode": absent, "authorization-config": "/etc/authz.yaml"},
+			[]string{"--authorization-config=/etc/authz.yaml replaces --authorization-mode (k1s passes none): the file must list the Node and RBAC authorizers"}},
+		{"both, left for the apiserver to refuse", []string{"authorization-config=/a.yaml", "authorization-mode=RBAC"},
+			map[string]string{"authorization-mode": "RBAC", "authorization-config": "/a.yaml"}, nil},
+		{"both lists at once", []string{"enable-admission-plugins=PodSecurity", "authorization-mode=RBAC"},
+			map[string]string{"enable-admission-plugins": "PodSecurity,NodeRestriction", "authorization-mode": "Node,RBAC"},
+			[]string{"enable-admission-plugins", "authorization-mode"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := &config.Server{ExtraAPIServerArgs: c.extra}
+			got := APIServerArgs(cfg, pki.Files{Dir: "/tls"}, &datastore.Store{})
+			for flag, want := range c.want {
+				v, ok := flagValue(got, flag)
+				switch {
+				case want == absent && ok:
+					t.Errorf("--%s=%s passed, want none", flag, v)
+				case want != absent && v != want:
+					t.Errorf("--%s=%q (present %v), want %q", flag, v, ok, want)
+				}
+			}
+			notes := APIServerArgNotes(cfg)
+			if len(notes) != len(c.notes) {
+				t.Fatalf("notes %q, want %d", notes, len(c.notes))
+			}
+			for i, want := range c.notes {
+				if !strings.Contains(notes[i], want) {
+					t.Errorf("note %q lacks %q", notes[i], want)
+				}
+			}
+		})
 	}
 }

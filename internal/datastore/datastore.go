@@ -2,6 +2,9 @@
 // process, serving the etcd API to the apiserver over a unix socket and
 // keeping the data in SQLite (default), PostgreSQL or MySQL. For https://
 // endpoints it steps aside and the apiserver talks to that etcd directly.
+// Start-up waits for a remote datastore at most --datastore-connect-timeout;
+// the embedded SQLite has no deadline (kine vacuums it at start, which takes
+// as long as the database is large and the disk slow) and logs progress.
 package datastore
 
 import (
@@ -84,9 +87,35 @@ var hook = &errorHook{}
 
 func init() { logrus.AddHook(hook) }
 
-// Start brings the datastore up and returns once it accepts connections, or
-// fails after cfg.Datastore.ConnectTimeout.
+// progressEvery is how often start-up says it is still opening SQLite.
+const progressEvery = 10 * time.Second
+
+// log is k1s's own logger (logging.Setup's), for lines of this package.
+var log = logrus.WithField("component", "k1s")
+
+// SQLitePath is the database file of a SQLite endpoint, "" for another backend.
+func SQLitePath(ep string) string {
+	rest, ok := strings.CutPrefix(ep, "sqlite://")
+	if !ok {
+		return ""
+	}
+	path, _, _ := strings.Cut(rest, "?")
+	if path == "" {
+		path = "./db/state.db" // kine's default
+	}
+	return path
+}
+
+// Start is StartContext without cancellation.
 func Start(cfg *config.Server) (*Store, error) {
+	return StartContext(context.Background(), cfg)
+}
+
+// StartContext brings the datastore up and returns once it accepts
+// connections. A remote backend fails after cfg.Datastore.ConnectTimeout;
+// the embedded SQLite is waited for as long as it takes (until ctx ends),
+// with a progress line first after min(10 s, the timeout), then every 10 s.
+func StartContext(ctx context.Context, cfg *config.Server) (*Store, error) {
 	ep := Endpoint(cfg)
 	s := &Store{Description: Describe(ep), wg: &sync.WaitGroup{}}
 	// The kine socket lives in the server dir whatever the backend.
@@ -99,7 +128,8 @@ func Start(cfg *config.Server) (*Store, error) {
 		}
 		s.Description = "sqlite://" + cfg.DBDir() + "/state.db"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// kine's context outlives ctx: it is the store's, cancelled by Stop.
+	kctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	backendTLS := tls.Config{CAFile: cfg.Datastore.CAFile, CertFile: cfg.Datastore.CertFile, KeyFile: cfg.Datastore.KeyFile}
 	kcfg := endpoint.Config{
@@ -126,26 +156,60 @@ func Start(cfg *config.Server) (*Store, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		etcd, err := endpoint.Listen(ctx, kcfg)
+		etcd, err := endpoint.Listen(kctx, kcfg)
 		done <- result{etcd, err}
 	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			cancel()
-			return nil, fmt.Errorf("%s: %w", s.Description, r.err)
-		}
-		s.Endpoints = r.etcd.Endpoints
-		s.CAFile, s.CertFile, s.KeyFile = r.etcd.TLSConfig.CAFile, r.etcd.TLSConfig.CertFile, r.etcd.TLSConfig.KeyFile
-		return s, nil
-	case <-time.After(cfg.Datastore.ConnectTimeout):
-		cancel()
-		msg := fmt.Sprintf("%s not reachable within %s", s.Description, cfg.Datastore.ConnectTimeout)
-		if last := hook.String(); last != "" {
-			msg += " (last error: " + last + ")"
-		}
-		return nil, fmt.Errorf("%s: check --datastore-endpoint and that the database server is running and accepts these credentials", msg)
+	dbPath := SQLitePath(ep)
+	var deadline, progress <-chan time.Time
+	var ticker *time.Ticker
+	if dbPath == "" {
+		t := time.NewTimer(cfg.Datastore.ConnectTimeout)
+		defer t.Stop()
+		deadline = t.C
+	} else {
+		// First when a remote datastore would have been given up on (if sooner).
+		ticker = time.NewTicker(min(progressEvery, cfg.Datastore.ConnectTimeout))
+		defer ticker.Stop()
+		progress = ticker.C
 	}
+	began := time.Now()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				cancel()
+				return nil, fmt.Errorf("%s: %w", s.Description, r.err)
+			}
+			s.Endpoints = r.etcd.Endpoints
+			s.CAFile, s.CertFile, s.KeyFile = r.etcd.TLSConfig.CAFile, r.etcd.TLSConfig.CertFile, r.etcd.TLSConfig.KeyFile
+			return s, nil
+		case <-progress:
+			log.Infof("still opening SQLite database %s (%d MB) after %s: kine vacuums it at start, which takes a while for a large database on slow storage; k1s waits (--datastore-connect-timeout applies to remote datastores only)",
+				dbPath, sqliteSize(dbPath)>>20, time.Since(began).Round(time.Second))
+			ticker.Reset(progressEvery)
+		case <-deadline:
+			cancel()
+			msg := fmt.Sprintf("%s not reachable within %s", s.Description, cfg.Datastore.ConnectTimeout)
+			if last := hook.String(); last != "" {
+				msg += " (last error: " + last + ")"
+			}
+			return nil, fmt.Errorf("%s: check --datastore-endpoint and that the database server is running and accepts these credentials", msg)
+		case <-ctx.Done():
+			cancel()
+			return nil, fmt.Errorf("%s: start-up interrupted: %w", s.Description, ctx.Err())
+		}
+	}
+}
+
+// sqliteSize is the size of the database file and its write-ahead log.
+func sqliteSize(path string) int64 {
+	var n int64
+	for _, f := range []string{path, path + "-wal"} {
+		if st, err := os.Stat(f); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
 }
 
 // Stop closes the backend and waits up to timeout for its connections

@@ -160,6 +160,9 @@ func (r *run) certificates(context.Context) error {
 
 func (r *run) apiserver(ctx context.Context) error {
 	args := control.APIServerArgs(r.cfg, r.pki.Files, r.store)
+	for _, note := range control.APIServerArgNotes(r.cfg) {
+		r.log.Info(note)
+	}
 	tok, err := pki.ParseToken(r.pki.Token)
 	if err != nil {
 		return err
