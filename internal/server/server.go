@@ -121,8 +121,9 @@ func (r *run) steps() []pipeline.Step {
 	return steps
 }
 
-func (r *run) datastore(context.Context) error {
-	s, err := datastore.Start(r.cfg)
+func (r *run) datastore(ctx context.Context) error {
+	// A signal during a long SQLite vacuum ends start-up.
+	s, err := datastore.StartContext(ctx, r.cfg)
 	if err != nil {
 		return err
 	}
