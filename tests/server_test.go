@@ -76,7 +76,32 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	mustContain(t, s.Log(), "datastore closed", "shutdown log")
 
+	// A restore that loosened modes: keys, the token and the data dir
+	// readable by others. The restart makes them private again, and says so.
+	loosened := []string{filepath.Join(tlsDir, "server-ca.key"), filepath.Join(s.DataDir, "server", "token"),
+		filepath.Join(s.DataDir, "server", "cred", "admin.kubeconfig")}
+	for _, p := range loosened {
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(s.DataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
 	startExisting(t, s)
+	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range loosened {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s after restart: %v %v, want mode 0600", p, st.Mode().Perm(), err)
+		}
+		mustContain(t, s.Log(), p+" was readable by others (mode 0644): changed to 0600", "restart log")
+	}
+	if st, err := os.Stat(s.DataDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("data dir after restart: %v %v, want 0700", st.Mode().Perm(), err)
+	}
 	if d := diffSnapshots(before, snapshot(t, tlsDir)); len(d) > 0 {
 		t.Errorf("restart changed TLS material: %v", d)
 	}

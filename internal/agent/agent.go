@@ -47,6 +47,10 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 	defer logs.Close()
+	// A data dir restored with loose modes must not leave keys readable.
+	if err := datadir.Tighten(cfg.DataDir, func(m string) { log.Warn(m) }); err != nil {
+		return err
+	}
 
 	a := newAgent(cfg, log, executor.Embedded(), &join.Client{URL: cfg.ServerURL, Token: tok, Warn: func(m string) { log.Warn(m) }})
 	return a.serve(ctx, a.steps())

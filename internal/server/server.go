@@ -48,6 +48,10 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	defer logs.Close()
+	// A data dir restored with loose modes must not leave keys readable.
+	if err := datadir.Tighten(cfg.DataDir, func(m string) { log.Warn(m) }); err != nil {
+		return err
+	}
 
 	r := newRun(cfg, log, executor.Embedded())
 	return r.serve(ctx, r.steps())
