@@ -55,7 +55,9 @@ const (
 )
 
 func newRun(cfg *config.Server, log logrus.FieldLogger, exec executor.Executor) *run {
-	return &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor()}
+	r := &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor()}
+	r.claimName = r.claimOwnName
+	return r
 }
 
 // serve runs steps, then waits for ctx or a component's failure. The
@@ -90,6 +92,9 @@ type run struct {
 	sup   *pipeline.Supervisor
 	store *datastore.Store
 	pki   *pki.Result
+	// claimName claims the server's node name before joins open (a stand-in
+	// in unit tests, which have no apiserver to answer).
+	claimName func(context.Context) error
 
 	kubeOnce sync.Once
 	kubeRC   *rest.Config
@@ -164,7 +169,32 @@ func (r *run) apiserver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last)
+	if err := r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last); err != nil {
+		return err
+	}
+	// Joins wait (503) until the server holds its own node name, so that an
+	// agent with a pre-shared token cannot take it first.
+	if !r.cfg.DisableAgent && r.claimName != nil {
+		if err := r.claimName(ctx); err != nil {
+			return err
+		}
+	}
+	js.Open()
+	return nil
+}
+
+// claimOwnName claims the server's node name for this host's node password.
+func (r *run) claimOwnName(ctx context.Context) error {
+	nc := r.cfg.Node()
+	password, err := join.NodePassword(nc.PasswordPath())
+	if err != nil {
+		return err
+	}
+	kube, err := r.adminClient()
+	if err != nil {
+		return err
+	}
+	return join.ClaimNodeName(ctx, kube, nc.NodeName, password)
 }
 
 func (r *run) controllers(ctx context.Context) error {
@@ -225,13 +255,5 @@ func (r *run) nodeCredentials(ctx context.Context, nc config.Node, dir string) e
 	for _, ev := range events {
 		r.log.Infof("%s %s", ev.Action, ev.Name)
 	}
-	password, err := join.NodePassword(nc.PasswordPath())
-	if err != nil {
-		return err
-	}
-	kube, err := r.adminClient()
-	if err != nil {
-		return err
-	}
-	return join.ClaimNodeName(ctx, kube, nc.NodeName, password)
+	return r.claimOwnName(ctx) // claimed at start-up already; checks it still holds
 }
