@@ -194,7 +194,8 @@ func TestKubeletServingCA(t *testing.T) {
 		}
 	}
 
-	t.Run("bare secret with --insecure-skip-ca-check", func(t *testing.T) {
+	// A short name: the agent's run dir is below the subtest's temp dir.
+	t.Run("bare", func(t *testing.T) {
 		token, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
 		if err != nil {
 			t.Fatal(err)
