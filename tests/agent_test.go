@@ -33,12 +33,18 @@ func startAgentWith(t testing.TB, s *harness.Server, lab *harness.Lab, h *harnes
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startAgentToken(t, s, lab, h, strings.TrimSpace(string(token)), stage, extra...)
+}
+
+// startAgentToken is startAgentWith joining with the given token.
+func startAgentToken(t testing.TB, s *harness.Server, lab *harness.Lab, h *harness.NetHost, token string, stage func(dir string) error, extra ...string) *harness.Server {
+	t.Helper()
 	host := lab.GatewayIP
 	if s.Host != "" {
 		host = s.Host // the server runs in a lab host too
 	}
 	url := "https://" + net.JoinHostPort(host, strconv.Itoa(s.Port))
-	a, err := harness.NewAgent(t.TempDir(), url, strings.TrimSpace(string(token)), h.NetPrefix(), append([]string{"--node-name", h.Name}, extra...)...)
+	a, err := harness.NewAgent(t.TempDir(), url, token, h.NetPrefix(), append([]string{"--node-name", h.Name}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,7 @@ func TestBadInput(t *testing.T) {
 		{"scheduler port out of range", []string{"--kube-scheduler-port", "70000"}, "invalid --kube-scheduler-port 70000"},
 		{"kubelet arg without value", []string{"--kubelet-arg", "max-pods"}, `invalid --kubelet-arg "max-pods"`},
 		{"node name too long for its password Secret", []string{"--node-name", longNodeName}, "at most 235 are allowed"},
+		{"short token", []string{"--token", "K10" + strings.Repeat("ab", 32) + "::server:short-secret"}, "the secret is 12 characters, at least 16 are needed"},
 		{"unreachable datastore", []string{"--datastore-endpoint", fmt.Sprintf("postgres://k1s:secret@127.0.0.1:%d/k1s", deadPort), "--datastore-connect-timeout", "3s"}, "not reachable within 3s"},
 	}
 	for _, c := range cases {
@@ -149,6 +150,7 @@ func TestAgentBadInput(t *testing.T) {
 		{"bad node taint effect", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-taint", "a=b:Sometimes"}, `effect "Sometimes"`},
 		{"bad node IP", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-ip", "10.0.0.300"}, `invalid --node-ip "10.0.0.300"`},
 		{"node name too long", []string{"--server", "https://10.0.0.1:6443", "--token", "abc", "--node-name", longNodeName}, "invalid --node-name: 240 characters"},
+		{"bare secret without --insecure-skip-ca-check", []string{"--server", "https://10.0.0.1:6443", "--token", "0123456789abcdef0123"}, "or accept the risk with --insecure-skip-ca-check"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -139,7 +139,7 @@ func (a *agent) join(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(retryEvery):
+		case <-time.After(max(retryEvery, join.WaitHint(err))):
 		}
 	}
 }

@@ -48,6 +48,7 @@ func joinServer(t *testing.T, cluster config.Cluster) (string, string) {
 	kube := fake.NewSimpleClientset()
 	js := &join.Server{PKI: res, Secret: tok.Secret, Cluster: cluster, Log: quietLog(),
 		Kube: func() (kubernetes.Interface, error) { return kube, nil }}
+	js.Open()
 	srv := httptest.NewUnstartedServer(js.Front(http.NotFoundHandler()))
 	pair, err := tls.LoadX509KeyPair(res.Files.ServingCert(), res.Files.ServingKey())
 	if err != nil {

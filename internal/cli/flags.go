@@ -136,6 +136,7 @@ func agentFlags(cfg *config.Agent) *binder {
 	b.strEnv("server", "K1S_URL", "URL of a k1s server to join, e.g. https://10.0.0.1:6443", &cfg.ServerURL, "s")
 	b.str("token", "join token from the server's <data-dir>/server/token", &cfg.Token, "", "t")
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
+	b.bool("insecure-skip-ca-check", "allow a bare token secret, which does not pin the server's CA", &cfg.InsecureSkipCACheck)
 	nodeFlags(b, &cfg.NodeOptions, "IP this node registers with (default: this host's primary IP)")
 	return b
 }

@@ -20,6 +20,9 @@ type Agent struct {
 	ServerURL string
 	Token     string
 	TokenFile string
+	// InsecureSkipCACheck allows a bare token secret, which pins no CA: the
+	// agent then trusts whichever server answers first.
+	InsecureSkipCACheck bool
 
 	Debug bool
 
@@ -71,5 +74,11 @@ func (a *Agent) Validate() error {
 	if err := validateDirs(a.DataDir, a.RunDir); err != nil {
 		return err
 	}
-	return a.NodeOptions.validate(true)
+	if err := a.NodeOptions.validate(true); err != nil {
+		return err
+	}
+	if _, pinned := tokenSecret(a.Token); !pinned && !a.InsecureSkipCACheck {
+		return fmt.Errorf("--token is a bare secret, which does not pin the server's CA (anyone answering at --server could pose as the server): use the full K10… token from the server's <data-dir>/server/token, or accept the risk with --insecure-skip-ca-check")
+	}
+	return nil
 }

@@ -233,6 +233,9 @@ func (s *Server) Validate() error {
 			return err
 		}
 	}
+	if secret, _ := tokenSecret(s.Token); s.Token != "" && len(secret) < MinTokenSecret {
+		return fmt.Errorf("--token: the secret is %d characters, at least %d are needed so it cannot be guessed; leave --token out to have k1s generate one", len(secret), MinTokenSecret)
+	}
 	if err := s.NodeOptions.validate(!s.DisableAgent); err != nil {
 		return err
 	}
@@ -306,6 +309,21 @@ func readTokenFile(token *string, tokenFile string) error {
 		return fmt.Errorf("--token-file %s is empty", tokenFile)
 	}
 	return nil
+}
+
+// MinTokenSecret is the shortest join-token secret a server accepts.
+const MinTokenSecret = 16
+
+// tokenSecret splits a join token (K10<ca hash>::<user>:<secret>, or a bare
+// secret) into its secret and whether it pins the server CA. Package pki
+// parses tokens fully; this is only for checking flags.
+func tokenSecret(tok string) (secret string, pinned bool) {
+	tok = strings.TrimSpace(tok)
+	if hash, creds, ok := strings.Cut(tok, "::"); ok && strings.HasPrefix(hash, "K10") {
+		_, secret, _ = strings.Cut(creds, ":")
+		return secret, true
+	}
+	return tok, false
 }
 
 func firstLine(s string) string {

@@ -230,10 +230,10 @@ func TestValidateTokenFileReadsFirstLine(t *testing.T) {
 	for _, tc := range []struct {
 		name, content, want string
 	}{
-		{"lf", "s3cret\nsecond line\n", "s3cret"},
-		{"crlf", "s3cret\r\nsecond\r\n", "s3cret"},
-		{"no newline", "s3cret", "s3cret"},
-		{"full token", "K10abc::server:xyz\n", "K10abc::server:xyz"},
+		{"lf", "s3cret-s3cret-s3cret\nsecond line\n", "s3cret-s3cret-s3cret"},
+		{"crlf", "s3cret-s3cret-s3cret\r\nsecond\r\n", "s3cret-s3cret-s3cret"},
+		{"no newline", "s3cret-s3cret-s3cret", "s3cret-s3cret-s3cret"},
+		{"full token", "K10abc::server:xyz-xyz-xyz-xyz-xyz\n", "K10abc::server:xyz-xyz-xyz-xyz-xyz"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validServer(t)

@@ -76,7 +76,7 @@ func APIServerArgs(cfg *config.Server, f pki.Files, store *datastore.Store) []st
 		"service-account-signing-key-file": f.ServiceAccountKey(),
 		"kubelet-client-certificate":       f.KubeletClientCert(),
 		"kubelet-client-key":               f.KubeletClientKey(),
-		"kubelet-certificate-authority":    f.ServerCA(),
+		"kubelet-certificate-authority":    f.KubeletServingCA(),
 		// Node names need not resolve (edge hosts rarely have DNS); the
 		// kubelet's serving certificate names its IP too.
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
@@ -152,8 +152,8 @@ func ControllerManagerArgs(cfg *config.Server, f pki.Files) []string {
 		"cluster-signing-kube-apiserver-client-key-file":  f.ClientCAKey(),
 		"cluster-signing-kubelet-client-cert-file":        f.ClientCA(),
 		"cluster-signing-kubelet-client-key-file":         f.ClientCAKey(),
-		"cluster-signing-kubelet-serving-cert-file":       f.ServerCA(),
-		"cluster-signing-kubelet-serving-key-file":        f.ServerCAKey(),
+		"cluster-signing-kubelet-serving-cert-file":       f.KubeletServingCA(),
+		"cluster-signing-kubelet-serving-key-file":        f.KubeletServingCAKey(),
 		"cluster-signing-legacy-unknown-cert-file":        f.ServerCA(),
 		"cluster-signing-legacy-unknown-key-file":         f.ServerCAKey(),
 	}, cfg.ExtraControllerManagerArgs)

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/k1s-io/k1s/internal/pki"
 )
@@ -26,6 +28,25 @@ func (p *Permanent) Unwrap() error { return p.Err }
 func IsPermanent(err error) bool {
 	var p *Permanent
 	return errors.As(err, &p)
+}
+
+// RetryAfter is a refusal that passes with time (throttled, or the server
+// is starting): the caller should wait After, then try again.
+type RetryAfter struct {
+	After time.Duration
+	Err   error
+}
+
+func (r *RetryAfter) Error() string { return r.Err.Error() }
+func (r *RetryAfter) Unwrap() error { return r.Err }
+
+// WaitHint is how long err asks the caller to wait, or 0.
+func WaitHint(err error) time.Duration {
+	var r *RetryAfter
+	if errors.As(err, &r) {
+		return r.After
+	}
+	return 0
 }
 
 // Client is the agent side of joining.
@@ -73,6 +94,10 @@ func (c *Client) Join(ctx context.Context, req Request) (*Response, error) {
 		return nil, &Permanent{fmt.Errorf("the server at %s refused the token: use the token in the server's <data-dir>/server/token", c.URL)}
 	case http.StatusConflict, http.StatusBadRequest:
 		return nil, &Permanent{fmt.Errorf("the server at %s refused to join this node: %s", c.URL, message(data))}
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return nil, &RetryAfter{After: time.Duration(min(max(secs, 0), 300)) * time.Second,
+			Err: fmt.Errorf("joining %s: %s: %s", c.URL, resp.Status, message(data))}
 	default:
 		return nil, fmt.Errorf("joining %s: %s: %s", c.URL, resp.Status, message(data))
 	}

@@ -2,7 +2,9 @@
 // side serves two endpoints on the apiserver's port, ahead of the
 // apiserver's own authentication: GET /cacerts (the server CA, which the
 // agent checks against the hash in its K10 token before it trusts anything)
-// and POST /v1-k1s/join (authenticated by the token's secret), which
+// and POST /v1-k1s/join (authenticated by the token's secret, throttled per
+// source address after wrong tokens, closed until the server has claimed
+// its own node name), which refuses names and addresses of the apiserver,
 // reserves the node name for the host's node password and issues the
 // node's certificates. The client side is the agent's half.
 package join

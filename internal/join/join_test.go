@@ -31,6 +31,7 @@ type fixture struct {
 	tok   pki.Token
 	url   string
 	kube  *fake.Clientset
+	js    *Server
 }
 
 // newFixture serves the join endpoints with the real PKI of a fresh server
@@ -56,7 +57,8 @@ func newFixture(t *testing.T) *fixture {
 	js := &Server{PKI: res, Secret: tok.Secret, Log: log,
 		Cluster: cfg.Cluster,
 		Kube:    func() (kubernetes.Interface, error) { return kube, nil }}
-	f := &fixture{kube: kube, res: res, tok: tok}
+	js.Open()
+	f := &fixture{kube: kube, res: res, tok: tok, js: js}
 	front := js.Front(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	}))
@@ -120,10 +122,17 @@ func TestJoinIssuesNodeCredentials(t *testing.T) {
 		t.Errorf("kube-proxy subject = %v", proxy.Subject)
 	}
 	serving := parseCert(t, resp.Certs.ServingCert)
+	servingPool := x509.NewCertPool()
+	servingPool.AddCert(f.res.KubeletServingCA.Cert)
+	if _, err := serving.Verify(x509.VerifyOptions{Roots: servingPool, DNSName: "edge-1"}); err != nil {
+		t.Errorf("serving cert: %v", err)
+	}
+	// Only the apiserver trusts the kubelet-serving CA: under the server CA,
+	// which clients and Pods trust, a node's certificate is worthless.
 	serverPool := x509.NewCertPool()
 	serverPool.AddCert(f.res.ServerCA.Cert)
-	if _, err := serving.Verify(x509.VerifyOptions{Roots: serverPool, DNSName: "edge-1"}); err != nil {
-		t.Errorf("serving cert: %v", err)
+	if _, err := serving.Verify(x509.VerifyOptions{Roots: serverPool, DNSName: "edge-1"}); err == nil {
+		t.Errorf("a node's serving certificate is valid under the server CA")
 	}
 	if err := serving.VerifyHostname("192.0.2.20"); err != nil {
 		t.Errorf("serving cert lacks the node IP: %v", err)

@@ -4,10 +4,14 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -28,6 +32,19 @@ type Server struct {
 	// Kube returns a client with the rights to manage node-password Secrets.
 	Kube func() (kubernetes.Interface, error)
 	Log  logrus.FieldLogger
+
+	open    atomic.Bool
+	limOnce sync.Once
+	lim     *limiter
+}
+
+// Open lets joins in. Until then the join endpoint answers 503: the server
+// claims its own node name first, so that no agent can take it.
+func (s *Server) Open() { s.open.Store(true) }
+
+func (s *Server) limiter() *limiter {
+	s.limOnce.Do(func() { s.lim = newLimiter() })
+	return s.lim
 }
 
 // Front wraps the apiserver's handler with the join endpoints.
@@ -64,27 +81,34 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusMethodNotAllowed, "use POST")
 		return
 	}
+	if !s.open.Load() {
+		w.Header().Set("Retry-After", "2")
+		fail(w, http.StatusServiceUnavailable, "server is starting: try again shortly")
+		return
+	}
+	lim, addr := s.limiter(), sourceOf(r.RemoteAddr)
+	if wait, ok := lim.blocked(addr); ok {
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		fail(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed joins from %s: try again in %d s", addr, secs))
+		return
+	}
+	refuse := func(code int, msg string) {
+		lim.refuse(s.Log, addr, code == http.StatusUnauthorized, msg)
+		fail(w, code, msg)
+	}
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || subtle.ConstantTimeCompare([]byte(secret), []byte(s.Secret)) != 1 {
-		s.Log.Warnf("refused a join from %s: wrong token", r.RemoteAddr)
-		fail(w, http.StatusUnauthorized, "wrong token")
+		refuse(http.StatusUnauthorized, "wrong token")
 		return
 	}
 	var req Request
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
-		fail(w, http.StatusBadRequest, "malformed join request: "+err.Error())
+		refuse(http.StatusBadRequest, "malformed join request: "+err.Error())
 		return
 	}
-	if errs := validation.IsDNS1123Subdomain(req.NodeName); len(errs) > 0 {
-		fail(w, http.StatusBadRequest, "invalid node name "+req.NodeName+": "+strings.Join(errs, "; "))
-		return
-	}
-	if net.ParseIP(req.NodeIP) == nil {
-		fail(w, http.StatusBadRequest, "invalid node IP "+req.NodeIP)
-		return
-	}
-	if len(req.Password) < 16 {
-		fail(w, http.StatusBadRequest, "node password too short")
+	if msg := s.checkRequest(&req); msg != "" {
+		refuse(http.StatusBadRequest, msg)
 		return
 	}
 	kube, err := s.Kube()
@@ -94,8 +118,7 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := ClaimNodeName(r.Context(), kube, req.NodeName, req.Password); err != nil {
 		if errors.Is(err, ErrNameTaken) {
-			s.Log.Warnf("refused a join from %s: %v", r.RemoteAddr, err)
-			fail(w, http.StatusConflict, err.Error())
+			refuse(http.StatusConflict, err.Error())
 			return
 		}
 		fail(w, http.StatusServiceUnavailable, "checking the node password: "+err.Error())
@@ -114,6 +137,39 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	s.Log.Infof("node %s (%s) joined from %s", req.NodeName, req.NodeIP, r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// checkRequest returns why req cannot join, or "". A node's serving
+// certificate must not name anything the apiserver answers to, or a
+// token holder could pose as the apiserver to whoever trusts its name.
+func (s *Server) checkRequest(req *Request) string {
+	if errs := validation.IsDNS1123Subdomain(req.NodeName); len(errs) > 0 {
+		return fmt.Sprintf("invalid nodeName %.64q: %s", req.NodeName, strings.Join(errs, "; "))
+	}
+	for _, d := range s.PKI.ServingDNSNames {
+		if strings.EqualFold(d, req.NodeName) {
+			return fmt.Sprintf("nodeName %q is a name of the apiserver (on its serving certificate): choose another --node-name", req.NodeName)
+		}
+	}
+	ip := net.ParseIP(req.NodeIP)
+	if ip == nil {
+		return fmt.Sprintf("invalid nodeIP %.64q: want an IP address", req.NodeIP)
+	}
+	if ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Sprintf("nodeIP %s is not a host address: set --node-ip", ip)
+	}
+	for _, a := range s.PKI.ServingIPs {
+		if a.Equal(ip) {
+			return fmt.Sprintf("nodeIP %s is an address of the apiserver (on its serving certificate): set --node-ip to this node's own address", ip)
+		}
+	}
+	if n := s.Cluster.ServiceNet(); n != nil && n.Contains(ip) {
+		return fmt.Sprintf("nodeIP %s is inside the service CIDR %s: set --node-ip to this node's own address", ip, n)
+	}
+	if len(req.Password) < 16 {
+		return "node password too short"
+	}
+	return ""
 }
 
 func fail(w http.ResponseWriter, code int, msg string) {

@@ -43,8 +43,9 @@ const FlannelGroup = "system:k1s-flannel"
 func FlannelUser(node string) string { return FlannelGroup + ":" + node }
 
 // nodeLeaves: the kubelet's client certificate is system:node:<name> in
-// system:nodes, as the Node authorizer expects; its serving certificate is
-// trusted by the apiserver through the server CA; kube-proxy is
+// system:nodes, as the Node authorizer expects; its serving certificate
+// comes from the kubelet-serving CA, which only the apiserver trusts (a
+// node must not be able to pose as the apiserver); kube-proxy is
 // system:kube-proxy, bound to system:node-proxier by the default policy.
 func nodeLeaves(res *Result, name, ip string) []*leaf {
 	ips := []net.IP{net.ParseIP("127.0.0.1")}
@@ -53,7 +54,7 @@ func nodeLeaves(res *Result, name, ip string) []*leaf {
 	}
 	return []*leaf{
 		{name: "client-kubelet", ca: res.ClientCA, cn: "system:node:" + name, orgs: []string{"system:nodes"}, client: true},
-		{name: "serving-kubelet", ca: res.ServerCA, cn: name, server: true, dnsNames: []string{name, "localhost"}, ips: dedupeIPs(ips)},
+		{name: "serving-kubelet", ca: res.KubeletServingCA, cn: name, server: true, dnsNames: []string{name, "localhost"}, ips: dedupeIPs(ips)},
 		{name: "client-kube-proxy", ca: res.ClientCA, cn: "system:kube-proxy", client: true},
 		{name: "client-flannel", ca: res.ClientCA, cn: FlannelUser(name), orgs: []string{FlannelGroup}, client: true},
 	}

@@ -33,6 +33,8 @@ func (f Files) ClientCA() string            { return f.path("client-ca.crt") }
 func (f Files) ClientCAKey() string         { return f.path("client-ca.key") }
 func (f Files) ServerCAKey() string         { return f.path("server-ca.key") }
 func (f Files) RequestHeaderCA() string     { return f.path("request-header-ca.crt") }
+func (f Files) KubeletServingCA() string    { return f.path("kubelet-serving-ca.crt") }
+func (f Files) KubeletServingCAKey() string { return f.path("kubelet-serving-ca.key") }
 func (f Files) ServingCert() string         { return f.path("serving-kube-apiserver.crt") }
 func (f Files) ServingKey() string          { return f.path("serving-kube-apiserver.key") }
 func (f Files) ServiceAccountKey() string   { return f.path("service.key") }
@@ -52,8 +54,16 @@ func (f Files) ControllerKubeconfig() string {
 type Result struct {
 	Files              Files
 	ServerCA, ClientCA *CA
-	Token              string
-	Events             []Event
+	// KubeletServingCA signs kubelets' serving certificates. Only the
+	// apiserver trusts it, so a node's certificate can never pass for the
+	// apiserver's.
+	KubeletServingCA *CA
+	// ServingDNSNames and ServingIPs are on the apiserver's certificate: no
+	// joining node may claim them.
+	ServingDNSNames []string
+	ServingIPs      []net.IP
+	Token           string
+	Events          []Event
 }
 
 // Ensure creates or renews every credential the server needs, writes the
@@ -76,6 +86,7 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 		{"server-ca", "k1s-server-ca"},
 		{"client-ca", "k1s-client-ca"},
 		{"request-header-ca", "k1s-request-header-ca"},
+		{"kubelet-serving-ca", "k1s-kubelet-serving-ca"},
 	} {
 		ca, ev, err := loadOrCreateCA(f.Dir, c.name, c.cn, now)
 		if err != nil {
@@ -117,7 +128,8 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 		return nil, err
 	}
 	res.Token = token
-	res.ServerCA, res.ClientCA = cas["server-ca"], cas["client-ca"]
+	res.ServerCA, res.ClientCA, res.KubeletServingCA = cas["server-ca"], cas["client-ca"], cas["kubelet-serving-ca"]
+	res.ServingDNSNames, res.ServingIPs = dnsNames, ips
 	return res, nil
 }
 

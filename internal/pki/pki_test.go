@@ -106,7 +106,7 @@ var leafNames = []string{
 func TestEnsureCreatesCAs(t *testing.T) {
 	cfg := testConfig(t)
 	res := mustEnsure(t, cfg, t0)
-	for _, name := range []string{"server-ca", "client-ca", "request-header-ca"} {
+	for _, name := range []string{"server-ca", "client-ca", "request-header-ca", "kubelet-serving-ca"} {
 		c := readCert(t, filepath.Join(res.Files.Dir, name+".crt"))
 		if !c.IsCA || !c.BasicConstraintsValid {
 			t.Errorf("%s: IsCA=%v BasicConstraintsValid=%v", name, c.IsCA, c.BasicConstraintsValid)
@@ -137,9 +137,9 @@ func TestEnsureCreatesCAs(t *testing.T) {
 	if res.Files.Dir != filepath.Join(cfg.DataDir, "server", "tls") {
 		t.Errorf("TLS dir = %q", res.Files.Dir)
 	}
-	// Three CAs, six leaves and the service-account key.
-	if len(res.Events) != 10 {
-		t.Errorf("first Ensure reported %d events, want 10: %+v", len(res.Events), res.Events)
+	// Four CAs, six leaves and the service-account key.
+	if len(res.Events) != 11 {
+		t.Errorf("first Ensure reported %d events, want 11: %+v", len(res.Events), res.Events)
 	}
 	for _, ev := range res.Events {
 		if ev.Action != "created" {
@@ -395,7 +395,7 @@ func TestEnsureRenewsExpiringLeavesKeepsCAs(t *testing.T) {
 	}
 
 	after := snapshot(t, dir)
-	for _, name := range []string{"server-ca", "client-ca", "request-header-ca"} {
+	for _, name := range []string{"server-ca", "client-ca", "request-header-ca", "kubelet-serving-ca"} {
 		for _, ext := range []string{".crt", ".key"} {
 			p := filepath.Join(dir, name+ext)
 			if before[p] != after[p] {
@@ -658,5 +658,41 @@ func TestCAHash(t *testing.T) {
 	}
 	if CAHash([]byte("a")) == CAHash([]byte("a\n")) {
 		t.Error("CAHash ignores trailing bytes")
+	}
+}
+
+// A node serving certificate from before the kubelet-serving CA (signed by
+// the server CA) is re-issued by the new CA on the next start.
+func TestEnsureNodeMovesServingCertToKubeletServingCA(t *testing.T) {
+	cfg := testConfig(t)
+	res := mustEnsure(t, cfg, t0)
+	dir := t.TempDir()
+	old := &leaf{name: "serving-kubelet", ca: res.ServerCA, cn: "n1", server: true, dnsNames: []string{"n1", "localhost"},
+		ips: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("192.0.2.7")}}
+	if _, err := ensureLeaf(dir, old, t0); err != nil {
+		t.Fatal(err)
+	}
+	events, err := EnsureNode(res, dir, "n1", "192.0.2.7", "https://127.0.0.1:6443", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := false
+	for _, ev := range events {
+		renewed = renewed || (ev.Name == "serving-kubelet" && ev.Action == "renewed")
+	}
+	if !renewed {
+		t.Errorf("serving-kubelet from the server CA was not renewed: %+v", events)
+	}
+	c := readCert(t, NodeFiles{Dir: dir}.ServingCert())
+	for _, ca := range []struct {
+		ca   *CA
+		want bool
+	}{{res.KubeletServingCA, true}, {res.ServerCA, false}} {
+		pool := x509.NewCertPool()
+		pool.AddCert(ca.ca.Cert)
+		_, err := c.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: t0, DNSName: "n1"})
+		if (err == nil) != ca.want {
+			t.Errorf("serving-kubelet under %s: err = %v", ca.ca.Cert.Subject.CommonName, err)
+		}
 	}
 }

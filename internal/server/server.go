@@ -65,7 +65,9 @@ const (
 )
 
 func newRun(cfg *config.Server, log logrus.FieldLogger, exec executor.Executor) *run {
-	return &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor()}
+	r := &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor()}
+	r.claimName = r.claimOwnName
+	return r
 }
 
 // serve runs steps, then waits for ctx or a component's failure. The
@@ -100,6 +102,9 @@ type run struct {
 	sup   *pipeline.Supervisor
 	store *datastore.Store
 	pki   *pki.Result
+	// claimName claims the server's node name before joins open (a stand-in
+	// in unit tests, which have no apiserver to answer).
+	claimName func(context.Context) error
 
 	kubeOnce sync.Once
 	kubeRC   *rest.Config
@@ -178,7 +183,32 @@ func (r *run) apiserver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last)
+	if err := r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last); err != nil {
+		return err
+	}
+	// Joins wait (503) until the server holds its own node name, so that an
+	// agent with a pre-shared token cannot take it first.
+	if !r.cfg.DisableAgent && r.claimName != nil {
+		if err := r.claimName(ctx); err != nil {
+			return err
+		}
+	}
+	js.Open()
+	return nil
+}
+
+// claimOwnName claims the server's node name for this host's node password.
+func (r *run) claimOwnName(ctx context.Context) error {
+	nc := r.cfg.Node()
+	password, err := join.NodePassword(nc.PasswordPath())
+	if err != nil {
+		return err
+	}
+	kube, err := r.adminClient()
+	if err != nil {
+		return err
+	}
+	return join.ClaimNodeName(ctx, kube, nc.NodeName, password)
 }
 
 func (r *run) controllers(ctx context.Context) error {
@@ -239,15 +269,11 @@ func (r *run) nodeCredentials(ctx context.Context, nc config.Node, dir string) e
 	for _, ev := range events {
 		r.log.Infof("%s %s", ev.Action, ev.Name)
 	}
-	password, err := join.NodePassword(nc.PasswordPath())
-	if err != nil {
+	if err := r.claimOwnName(ctx); err != nil { // claimed at start-up already; checks it still holds
 		return err
 	}
 	kube, err := r.adminClient()
 	if err != nil {
-		return err
-	}
-	if err := join.ClaimNodeName(ctx, kube, nc.NodeName, password); err != nil {
 		return err
 	}
 	return control.EnsureFlannelNodeRBAC(ctx, kube, nc.NodeName)

@@ -71,6 +71,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	h := &harness{fake: &executortest.Fake{}, ready: make(chan struct{})}
 	h.r = newRun(testConfig(t), quietLog(), h.fake)
+	h.r.claimName = func(context.Context) error { h.fake.Record("claim node name"); return nil }
 	standIns := map[string][]string{
 		"rbac":              nil,
 		"node-name-release": {"node-name-release"},
