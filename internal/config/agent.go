@@ -37,11 +37,11 @@ func (a *Agent) Node(c Cluster) Node {
 // Complete fills in defaults and what comes from the host (see
 // Server.Complete). It writes nothing.
 func (a *Agent) Complete() error {
-	if u, err := url.Parse(a.ServerURL); err == nil && u.Scheme == "https" && u.Host != "" && u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(DefaultHTTPSPort))
-		a.ServerURL = u.String()
-	}
-	if u, err := url.Parse(a.ServerURL); err == nil && u.Path == "/" {
+	// https://HOST[/] becomes https://HOST:6443; anything else is left for Validate.
+	if u, err := url.Parse(a.ServerURL); err == nil && u.Scheme == "https" && u.Host != "" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil {
+		if u.Port() == "" {
+			u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(DefaultHTTPSPort))
+		}
 		a.ServerURL = "https://" + u.Host
 	}
 	if err := readTokenFile(&a.Token, a.TokenFile); err != nil {

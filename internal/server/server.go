@@ -188,7 +188,7 @@ func (r *run) apiserver(ctx context.Context) error {
 	}
 	// Joins wait (503) until the server holds its own node name, so that an
 	// agent with a pre-shared token cannot take it first.
-	if !r.cfg.DisableAgent && r.claimName != nil {
+	if !r.cfg.DisableAgent {
 		if err := r.claimName(ctx); err != nil {
 			return err
 		}
