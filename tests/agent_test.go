@@ -178,6 +178,9 @@ spec:
 	t.Run("no credential of the agent changes another Node", func(t *testing.T) {
 		credentialsConfinedToOwnNode(t, s, a, h.Name)
 	})
+	t.Run("what each identity may do", func(t *testing.T) {
+		identitiesMatchDocs(t, s, a, h.Name)
+	})
 
 	token, _ := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
 	tok := strings.TrimSpace(string(token))
