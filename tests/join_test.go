@@ -23,7 +23,15 @@ import (
 // joinPost posts a join request to the server at host:port with secret
 // and returns the status, the Retry-After header and the body.
 func joinPost(host string, port int, secret, nodeName, nodeIP, password string) (int, string, string, error) {
-	body, _ := json.Marshal(map[string]string{"nodeName": nodeName, "nodeIP": nodeIP, "password": password})
+	body, err := json.Marshal(map[string]string{"nodeName": nodeName, "nodeIP": nodeIP, "password": password})
+	if err != nil {
+		return 0, "", "", err
+	}
+	return joinPostBody(host, port, secret, body)
+}
+
+// joinPostBody posts body as it is, for requests no agent would send.
+func joinPostBody(host string, port int, secret string, body []byte) (int, string, string, error) {
 	req, err := http.NewRequest(http.MethodPost, "https://"+net.JoinHostPort(host, strconv.Itoa(port))+"/v1-k1s/join", bytes.NewReader(body))
 	if err != nil {
 		return 0, "", "", err
@@ -131,6 +139,32 @@ func TestJoinHardening(t *testing.T) {
 			code, _, body, err := joinPost(myIP, s.Port, secret, c.name, c.ip, strings.Repeat("p", 32))
 			if err != nil || code != http.StatusBadRequest || !strings.Contains(body, c.want) {
 				t.Errorf("join as %s/%s: %d %s %v, want 400 with %q", c.name, c.ip, code, body, err, c.want)
+			}
+		}
+	})
+
+	t.Run("malformed requests", func(t *testing.T) {
+		pw := strings.Repeat("m", 32)
+		join := func(name string) []byte {
+			b, err := json.Marshal(map[string]string{"nodeName": name, "nodeIP": "192.0.2.60", "password": pw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		for _, c := range []struct {
+			what string
+			body []byte
+			want string
+		}{
+			{"a name with a slash", join("e2e/evil"), "nodeName"},
+			{"a name of 300 characters", join(strings.Repeat("n", 300)), "nodeName"},
+			{"a 10 MB body", append(append([]byte(`{"nodeName":"e2e-big","password":"`), bytes.Repeat([]byte("x"), 10<<20)...), `"}`...), "too large"},
+			{"garbage JSON", []byte("{nodeName: e2e-garbage"), "malformed join request"},
+		} {
+			code, _, body, err := joinPostBody(myIP, s.Port, secret, c.body)
+			if err != nil || code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+				t.Errorf("%s: %d %.300s %v, want 400 naming %q", c.what, code, body, err, c.want)
 			}
 		}
 	})
