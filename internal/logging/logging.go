@@ -162,14 +162,20 @@ func (f *termFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	return f.Formatter.Format(e)
 }
 
-// quiet keeps off the terminal the one warning every start prints dozens
-// of times and that needs no action: the apiserver's "Skipping API
-// <group/version> because it has no resources", one per disabled built-in
-// API version (33 lines in v1.37). The file keeps them.
+// quiet keeps off the terminal the warnings that come by the dozen and
+// need no action: the apiserver's "Skipping API <group/version> because it
+// has no resources", one per disabled built-in API version (33 lines in
+// v1.37) at every start, and gRPC's transport chatter ("[core] … transport
+// is closing"), some 60 lines at every stop as the apiserver's datastore
+// connections close. The file keeps them; a datastore that really fails
+// stops k1s with an error naming it.
 type quiet struct{ w io.Writer }
 
 func (q quiet) Write(p []byte) (int, error) {
 	if bytes.Contains(p, []byte("] Skipping API ")) && bytes.Contains(p, []byte(" because it has no resources")) {
+		return len(p), nil
+	}
+	if bytes.Contains(p, []byte("] [core] ")) {
 		return len(p), nil
 	}
 	return q.w.Write(p)

@@ -51,6 +51,7 @@ func logEverything(t *testing.T, debug bool) (file, term string) {
 	klog.ErrorS(errors.New("boom"), "klog-error-line")
 	klog.FromContext(context.Background()).Error(errors.New("boom"), "klog-context-error-line")
 	klog.Warning("Skipping API apps/v1beta1 because it has no resources.")
+	klog.Warning(`[core] [Server #1] grpc: Server.processRPC failed to write status: connection error: desc = "transport is closing"`)
 	logrus.Info("kine-info-line") // kine logs through logrus without a component
 	logrus.Warn("kine-warning-line")
 	log.Info("k1s-info-line")
@@ -87,7 +88,7 @@ func wantNone(t *testing.T, where, text string, lines ...string) {
 
 // Without --debug, the first go to the file only; the others to both.
 var (
-	fileOnlyLines = []string{"klog-info-line", "klog-infos-line", "klog-background-line", "klog-context-line", "kine-info-line", "Skipping API apps/v1beta1"}
+	fileOnlyLines = []string{"klog-info-line", "klog-infos-line", "klog-background-line", "klog-context-line", "kine-info-line", "Skipping API apps/v1beta1", "grpc: Server.processRPC failed"}
 	bothLines     = []string{"klog-warning-line", "klog-error-line", "klog-context-error-line", "kine-warning-line"}
 	k1sLines      = []string{"k1s-info-line", "k1s-warning-line"}
 )
