@@ -135,6 +135,19 @@ func TestPostgresDatastore(t *testing.T) {
 	if err != nil || n == "0" || n == "" {
 		t.Fatalf("configmap row in PostgreSQL: %q %v", n, err)
 	}
+	// Secrets are encrypted in PostgreSQL too.
+	const plain = "k1s-plaintext-canary-pg"
+	if out, err := s.Kubectl("create", "secret", "generic", "in-postgres", "--from-literal=v="+plain); err != nil {
+		t.Fatal(out, err)
+	}
+	st := encryptionStatus(t, s)
+	row, err := pg.psql("k1s", "select substring(value from 1 for 21) = 'k8s:enc:secretbox:v1:'::bytea, position('"+st.ActiveKey+":'::bytea in value), position('"+plain+"'::bytea in value) from kine where name = '/registry/secrets/default/in-postgres' order by id desc limit 1")
+	if err != nil || row != "t|22|0" {
+		t.Errorf("the Secret's row in PostgreSQL: %q %v, want t|22|0 (secretbox prefix, key %s right after it, no plaintext)", row, err, st.ActiveKey)
+	}
+	if st.Encryption != "on" || !st.AllActive {
+		t.Errorf("secrets-encrypt status on PostgreSQL: %+v", st)
+	}
 	if _, err := os.Stat(filepath.Join(s.DataDir, "server", "db", "state.db")); err == nil {
 		t.Fatal("a SQLite file was created although --datastore-endpoint names PostgreSQL")
 	}

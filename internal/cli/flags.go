@@ -48,6 +48,11 @@ func (b *binder) bool(name, usage string, dst *bool) {
 	b.flags = append(b.flags, &cli.BoolFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Destination: dst})
 }
 
+// boolOn is a bool flag that is on unless turned off (--name=false).
+func (b *binder) boolOn(name, usage string, dst *bool) {
+	b.flags = append(b.flags, &cli.BoolFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: true, Destination: dst})
+}
+
 func (b *binder) duration(name, usage string, dst *time.Duration, value time.Duration) {
 	b.flags = append(b.flags, &cli.DurationFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
 }
@@ -93,6 +98,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.list("kube-scheduler-arg", "extra kube-scheduler flag as key=value (repeatable)", &cfg.ExtraSchedulerArgs)
 	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
+	b.boolOn("secrets-encryption", "encrypt Secrets at rest (secretbox; --secrets-encryption=false stores new writes in the clear)", &cfg.SecretsEncryption)
 	b.list("disable", "built-in add-on not to deploy: coredns, servicelb, ingress (repeatable or comma-separated)", &cfg.Disable)
 	b.str("system-default-registry", "registry (host[/path]) prefixed to the add-ons' images, e.g. a mirror of docker.io", &cfg.SystemDefaultRegistry, "")
 	nodeFlags(b, &cfg.NodeOptions, "IP this node registers with (default: --advertise-address)")

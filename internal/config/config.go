@@ -91,6 +91,9 @@ type Server struct {
 	DisableAgent bool
 	Debug        bool
 
+	// SecretsEncryption encrypts Secrets at rest (the default).
+	SecretsEncryption bool
+
 	// Disable lists built-in add-ons not to deploy (Addons).
 	Disable []string
 	// SystemDefaultRegistry prefixes the add-ons' images (e.g. a mirror).
@@ -127,6 +130,11 @@ func (s *Server) CredDir() string    { return filepath.Join(s.ServerDir(), "cred
 func (s *Server) DBDir() string      { return filepath.Join(s.ServerDir(), "db") }
 func (s *Server) TokenPath() string  { return filepath.Join(s.ServerDir(), "token") }
 func (s *Server) KineSocket() string { return filepath.Join(s.ServerDir(), "kine.sock") }
+
+// EncryptionConfig is the kube-apiserver's encryption configuration.
+func (s *Server) EncryptionConfig() string {
+	return filepath.Join(s.CredDir(), "encryption-config.json")
+}
 
 // LoopbackHost is the address k1s itself uses to reach the apiserver.
 func (s *Server) LoopbackHost() string {

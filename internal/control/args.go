@@ -53,7 +53,8 @@ func render(base map[string]string) []string {
 }
 
 // APIServerArgs are the kube-apiserver flags for cfg.
-func APIServerArgs(cfg *config.Server, f pki.Files, store *datastore.Store) []string {
+// encryptionConfig is the encryption configuration file, "" for none.
+func APIServerArgs(cfg *config.Server, f pki.Files, store *datastore.Store, encryptionConfig string) []string {
 	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
 	a := map[string]string{
 		"advertise-address":                cfg.AdvertiseAddress,
@@ -88,6 +89,11 @@ func APIServerArgs(cfg *config.Server, f pki.Files, store *datastore.Store) []st
 		"proxy-client-cert-file":             f.AuthProxyCert(),
 		"proxy-client-key-file":              f.AuthProxyKey(),
 		"enable-aggregator-routing":          "true",
+	}
+	if encryptionConfig != "" {
+		a["encryption-provider-config"] = encryptionConfig
+		// Key rotation rewrites the file while the apiserver runs.
+		a["encryption-provider-config-automatic-reload"] = "true"
 	}
 	if store.CAFile != "" {
 		a["etcd-cafile"] = store.CAFile

@@ -22,8 +22,9 @@ func TestAPIServerArgsFollowConfig(t *testing.T) {
 	cfg := &config.Server{AdvertiseAddress: "192.0.2.10", HTTPSPort: 7443,
 		Cluster: config.Cluster{ServiceCIDR: "10.96.0.0/16", ClusterDomain: "example.local"}, ExtraAPIServerArgs: []string{"anonymous-auth=true"}}
 	store := &datastore.Store{Endpoints: []string{"https://e1:2379", "https://e2:2379"}, CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}
-	got := APIServerArgs(cfg, pki.Files{Dir: "/tls", CredDir: "/cred"}, store)
+	got := APIServerArgs(cfg, pki.Files{Dir: "/tls", CredDir: "/cred"}, store, "/cred/enc.json")
 	for _, want := range []string{
+		"--encryption-provider-config=/cred/enc.json", "--encryption-provider-config-automatic-reload=true",
 		"--secure-port=7443", "--advertise-address=192.0.2.10", "--service-cluster-ip-range=10.96.0.0/16",
 		"--etcd-servers=https://e1:2379,https://e2:2379", "--etcd-cafile=/ca", "--etcd-certfile=/c", "--etcd-keyfile=/k",
 		"--service-account-issuer=https://kubernetes.default.svc.example.local", "--authorization-mode=Node,RBAC",
@@ -35,6 +36,9 @@ func TestAPIServerArgsFollowConfig(t *testing.T) {
 	}
 	if slices.Contains(got, "--anonymous-auth=false") {
 		t.Error("user's anonymous-auth=true did not replace the default")
+	}
+	if _, ok := flagValue(APIServerArgs(cfg, pki.Files{Dir: "/tls"}, store, ""), "encryption-provider-config"); ok {
+		t.Error("an encryption configuration is passed with secrets encryption never turned on")
 	}
 }
 
@@ -93,7 +97,7 @@ func TestSecurityListsMergeWithK1s(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := &config.Server{ExtraAPIServerArgs: c.extra}
-			got := APIServerArgs(cfg, pki.Files{Dir: "/tls"}, &datastore.Store{})
+			got := APIServerArgs(cfg, pki.Files{Dir: "/tls"}, &datastore.Store{}, "")
 			for flag, want := range c.want {
 				v, ok := flagValue(got, flag)
 				switch {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/flagz"
+	encryptionconfigcontroller "k8s.io/apiserver/pkg/server/options/encryptionconfig/controller"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -42,6 +44,10 @@ func parse(component string, sets cliflag.NamedFlagSets, args []string) error {
 	return nil
 }
 
+// encryptionConfigPoll is how often the apiserver checks its encryption
+// configuration for changes (a hash of a small file).
+const encryptionConfigPoll = 5 * time.Second
+
 func (embedded) APIServer(ctx context.Context, args []string, front Front) error {
 	s := apiserveroptions.NewServerRunOptions()
 	sets := s.Flags()
@@ -54,6 +60,9 @@ func (embedded) APIServer(ctx context.Context, args []string, front Front) error
 	}
 	// The apiserver's loopback clients would log warnings about themselves.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	// `k1s secrets-encrypt rotate-keys` waits for the apiserver to re-read
+	// its encryption configuration; upstream checks the file once a minute.
+	encryptionconfigcontroller.EncryptionConfigFileChangePollDuration = encryptionConfigPoll
 	completed, err := s.Complete(ctx)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/k1s-io/k1s/internal/node"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
+	"github.com/k1s-io/k1s/internal/secretsenc"
 )
 
 // How long start-up gates wait.
@@ -102,6 +104,8 @@ type run struct {
 	sup   *pipeline.Supervisor
 	store *datastore.Store
 	pki   *pki.Result
+	// encryption is the apiserver's encryption configuration, "" for none.
+	encryption string
 	// claimName claims the server's node name before joins open (a stand-in
 	// in unit tests, which have no apiserver to answer).
 	claimName func(context.Context) error
@@ -165,11 +169,21 @@ func (r *run) certificates(context.Context) error {
 	}
 	r.pki = res
 	r.log.Infof("admin kubeconfig written to %s", r.cfg.WriteKubeconfig)
+	use, note, err := secretsenc.Ensure(r.cfg.EncryptionConfig(), r.cfg.SecretsEncryption, time.Now())
+	if err != nil {
+		return fmt.Errorf("secrets encryption: %w (move the file aside to start with a new key, or restore it from a backup; Secrets written with a lost key cannot be read)", err)
+	}
+	if note != "" {
+		r.log.Info(note)
+	}
+	if use {
+		r.encryption = r.cfg.EncryptionConfig()
+	}
 	return nil
 }
 
 func (r *run) apiserver(ctx context.Context) error {
-	args := control.APIServerArgs(r.cfg, r.pki.Files, r.store)
+	args := control.APIServerArgs(r.cfg, r.pki.Files, r.store, r.encryption)
 	for _, note := range control.APIServerArgNotes(r.cfg) {
 		r.log.Info(note)
 	}

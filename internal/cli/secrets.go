@@ -1,0 +1,221 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/secretsenc"
+)
+
+// dayTwo is what the day-2 commands need to reach a server: its data dir
+// and the admin kubeconfig (--kubeconfig, else KUBECONFIG, else the one in
+// the data dir).
+type dayTwo struct {
+	dataDir    string
+	kubeconfig string
+}
+
+func (d *dayTwo) flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "data-dir", Aliases: []string{"d"}, Usage: "the server's data directory", EnvVars: []string{envName("data-dir")}, Value: config.DefaultDataDir, Destination: &d.dataDir},
+		&cli.StringFlag{Name: "kubeconfig", Usage: "admin kubeconfig (default: $KUBECONFIG, else <data-dir>/server/cred/admin.kubeconfig)", EnvVars: []string{"KUBECONFIG"}, Destination: &d.kubeconfig},
+	}
+}
+
+// server is the data dir's paths, as the server that owns it uses them.
+func (d *dayTwo) server() *config.Server {
+	return &config.Server{DataDir: d.dataDir}
+}
+
+// kube is a client for the running server.
+func (d *dayTwo) kube() (kubernetes.Interface, error) {
+	kc := d.kubeconfig
+	if kc == "" {
+		kc = filepath.Join(d.server().CredDir(), "admin.kubeconfig")
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		return nil, fmt.Errorf("admin kubeconfig: %w (is the server's data dir %s? set --data-dir or --kubeconfig)", err, d.dataDir)
+	}
+	rc.Timeout = 30 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
+
+// datastore is the running server's kine socket, through which the stored
+// (encrypted) form of Secrets is read.
+func (d *dayTwo) datastore() (string, error) {
+	sock := d.server().KineSocket()
+	if _, err := os.Stat(sock); err != nil {
+		return "", fmt.Errorf("no datastore socket at %s: is `k1s server` running with --data-dir %s? (with an external etcd as datastore, read its keys with etcdctl instead)", sock, d.dataDir)
+	}
+	return "unix://" + sock, nil
+}
+
+func secretsEncryptCommand() *cli.Command {
+	d := &dayTwo{}
+	var output string
+	return &cli.Command{
+		Name:  "secrets-encrypt",
+		Usage: "show and rotate the keys Secrets are encrypted with at rest",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "status",
+				Usage: "whether encryption is on, the active key, and how every stored Secret is encrypted",
+				Flags: append(d.flags(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "text or json", Value: "text", Destination: &output}),
+				Action: func(c *cli.Context) error {
+					if output != "text" && output != "json" {
+						return fmt.Errorf("--output %q: use text or json", output)
+					}
+					return secretsStatus(c.Context, c.App.Writer, d, output)
+				},
+			},
+			{
+				Name:  "reencrypt",
+				Usage: "re-write every Secret not stored with the active key (e.g. those written before encryption was on)",
+				Flags: d.flags(),
+				Action: func(c *cli.Context) error {
+					cfg, ok, err := secretsenc.Load(d.server().EncryptionConfig())
+					if err != nil {
+						return err
+					}
+					if !ok || !cfg.On {
+						return errors.New("secrets encryption is off: start the server with --secrets-encryption (the default) first")
+					}
+					r, err := d.rewriter(c.App.Writer)
+					if err != nil {
+						return err
+					}
+					n, err := r.Reencrypt(c.Context, cfg.Active())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "re-wrote %d Secret(s); every Secret is stored with key %s\n", n, cfg.Active())
+					return nil
+				},
+			},
+			{
+				Name:  "rotate-keys",
+				Usage: "make a new key active, re-write every Secret with it, then drop the old keys (the server keeps running)",
+				Flags: d.flags(),
+				Action: func(c *cli.Context) error {
+					r, err := d.rewriter(c.App.Writer)
+					if err != nil {
+						return err
+					}
+					k, n, err := secretsenc.Rotate(c.Context, d.server().EncryptionConfig(), r, time.Now())
+					if err != nil {
+						if k.Name != "" {
+							return fmt.Errorf("%w (key %s is in place; run rotate-keys again to finish, the old keys are kept until then)", err, k.Name)
+						}
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "new key %s is active; re-wrote %d Secret(s) with it; old keys removed\n", k.Name, n)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func (d *dayTwo) rewriter(w io.Writer) (secretsenc.Rewriter, error) {
+	kube, err := d.kube()
+	if err != nil {
+		return secretsenc.Rewriter{}, err
+	}
+	ep, err := d.datastore()
+	if err != nil {
+		return secretsenc.Rewriter{}, err
+	}
+	return secretsenc.Rewriter{Kube: kube, Endpoint: ep, Poll: time.Second,
+		Log: func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }}, nil
+}
+
+// encryptionStatus is `secrets-encrypt status -o json`.
+type encryptionStatus struct {
+	Encryption string         `json:"encryption"` // on or off
+	Provider   string         `json:"provider,omitempty"`
+	ActiveKey  string         `json:"activeKey,omitempty"`
+	Keys       []string       `json:"keys"`
+	Config     string         `json:"config"`
+	Secrets    int            `json:"secrets"`
+	ByKey      map[string]int `json:"secretsByKey"` // "" is in the clear
+	AllActive  bool           `json:"allWithActiveKey"`
+}
+
+func secretsStatus(ctx context.Context, w io.Writer, d *dayTwo, output string) error {
+	path := d.server().EncryptionConfig()
+	cfg, exists, err := secretsenc.Load(path)
+	if err != nil {
+		return err
+	}
+	ep, err := d.datastore()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stored, err := secretsenc.ReadStored(ctx, ep)
+	if err != nil {
+		return err
+	}
+	st := encryptionStatus{Encryption: "off", Config: path, Secrets: len(stored), ByKey: stored.Count(), Keys: []string{}}
+	if !exists {
+		st.Config = ""
+	}
+	if cfg.On {
+		st.Encryption, st.Provider, st.ActiveKey = "on", secretsenc.Provider, cfg.Active()
+	}
+	for _, k := range cfg.Keys {
+		st.Keys = append(st.Keys, k.Name)
+	}
+	st.AllActive = st.ByKey[st.ActiveKey] == st.Secrets
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	if st.Encryption == "on" {
+		fmt.Fprintf(w, "Encryption: on (%s), configuration %s\n", st.Provider, st.Config)
+		fmt.Fprintf(w, "Active key: %s\n", st.ActiveKey)
+	} else {
+		fmt.Fprintln(w, "Encryption: off (new Secrets are stored in the clear)")
+	}
+	if len(st.Keys) > 0 {
+		fmt.Fprintf(w, "Keys: %v\n", st.Keys)
+	}
+	keys := make([]string, 0, len(st.ByKey))
+	for k := range st.ByKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintf(w, "Secrets: %d\n", st.Secrets)
+	for _, k := range keys {
+		name := "key " + k
+		switch k {
+		case "":
+			name = "in the clear"
+		case "?":
+			name = "another provider"
+		}
+		fmt.Fprintf(w, "  %-40s %d\n", name, st.ByKey[k])
+	}
+	switch {
+	case st.Encryption == "on" && st.AllActive:
+		fmt.Fprintln(w, "Every Secret is stored with the active key.")
+	case st.Encryption == "on":
+		fmt.Fprintf(w, "%d Secret(s) are not stored with the active key: run `k1s secrets-encrypt reencrypt`.\n", st.Secrets-st.ByKey[st.ActiveKey])
+	}
+	return nil
+}
