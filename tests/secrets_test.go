@@ -25,10 +25,11 @@ type encStatus struct {
 	AllActive  bool           `json:"allWithActiveKey"`
 }
 
-// k1sCmd runs a k1s subcommand against s's data dir and admin kubeconfig.
+// k1sCmd runs a k1s subcommand against s's data dir (where it also finds
+// the admin kubeconfig: the harness clears KUBECONFIG).
 func k1sCmd(t *testing.T, s *harness.Server, args ...string) string {
 	t.Helper()
-	args = append(args, "--data-dir", s.DataDir, "--kubeconfig", s.Kubeconfig)
+	args = append(args, "--data-dir", s.DataDir)
 	cmd := exec.Command(harness.Bin(), args...)
 	cmd.Env = harness.Env()
 	out, err := cmd.CombinedOutput()

@@ -95,6 +95,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serverCommand(),
 			agentCommand(),
 			secretsEncryptCommand(),
+			snapshotCommand(),
 			{
 				Name:            "kubectl",
 				Usage:           "run the embedded kubectl (uses the admin kubeconfig when KUBECONFIG is unset)",

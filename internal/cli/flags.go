@@ -36,16 +36,16 @@ func (b *binder) strEnv(name, env, usage string, dst *string, aliases ...string)
 	b.flags = append(b.flags, &cli.StringFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: []string{env}, Destination: dst})
 }
 
-func (b *binder) int(name, usage string, dst *int, value int) {
-	b.flags = append(b.flags, &cli.IntFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
+func (b *binder) int(name, usage string, dst *int, value int, aliases ...string) {
+	b.flags = append(b.flags, &cli.IntFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
 }
 
 func (b *binder) int64(name, usage string, dst *int64, value int64) {
 	b.flags = append(b.flags, &cli.Int64Flag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Value: value, Destination: dst})
 }
 
-func (b *binder) bool(name, usage string, dst *bool) {
-	b.flags = append(b.flags, &cli.BoolFlag{Name: name, Usage: usage, EnvVars: []string{envName(name)}, Destination: dst})
+func (b *binder) bool(name, usage string, dst *bool, aliases ...string) {
+	b.flags = append(b.flags, &cli.BoolFlag{Name: name, Aliases: aliases, Usage: usage, EnvVars: []string{envName(name)}, Destination: dst})
 }
 
 // boolOn is a bool flag that is on unless turned off (--name=false).
@@ -90,6 +90,12 @@ func serverFlags(cfg *config.Server) *binder {
 	b.duration("datastore-compact-timeout", "time limit of one compaction batch", &cfg.Datastore.CompactTimeout, config.DefaultCompactTimeout)
 	b.int64("datastore-compact-min-retain", "revisions kept by compaction", &cfg.Datastore.CompactMinRetain, config.DefaultCompactRetain)
 	b.int64("datastore-compact-batch-size", "revisions removed per compaction batch", &cfg.Datastore.CompactBatchSize, config.DefaultCompactBatch)
+	b.bool("disable-snapshots", "take no scheduled snapshots of the SQLite datastore", &cfg.Snapshots.Disable, "etcd-disable-snapshots")
+	b.str("snapshot-schedule", "when to snapshot the SQLite datastore (cron, e.g. \"0 */12 * * *\", or @every 6h)", &cfg.Snapshots.Schedule, config.DefaultSnapshotSchedule, "etcd-snapshot-schedule-cron")
+	b.int("snapshot-retention", "scheduled snapshots to keep", &cfg.Snapshots.Retention, config.DefaultSnapshotRetention, "etcd-snapshot-retention")
+	b.str("snapshot-dir", "where snapshots go (default <data-dir>/server/snapshots)", &cfg.Snapshots.Dir, "", "etcd-snapshot-dir")
+	b.bool("cluster-reset", "restore the datastore from --cluster-reset-restore-path, then start", &cfg.Snapshots.ClusterReset)
+	b.str("cluster-reset-restore-path", "snapshot file to restore (with --cluster-reset)", &cfg.Snapshots.RestorePath, "")
 	b.str("write-kubeconfig", "where the admin kubeconfig is written", &cfg.WriteKubeconfig, config.DefaultKubeconfig, "o")
 	b.str("write-kubeconfig-mode", "file mode of the admin kubeconfig", &cfg.WriteKubeconfigMode, config.DefaultKubeconfigMode)
 	b.int("kube-scheduler-port", "loopback HTTPS port of the scheduler's health endpoints", &cfg.SchedulerPort, config.DefaultSchedulerPort)

@@ -27,9 +27,13 @@ type dayTwo struct {
 	kubeconfig string
 }
 
+func (d *dayTwo) dataDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "data-dir", Aliases: []string{"d"}, Usage: "the server's data directory", EnvVars: []string{envName("data-dir")}, Value: config.DefaultDataDir, Destination: &d.dataDir}
+}
+
 func (d *dayTwo) flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "data-dir", Aliases: []string{"d"}, Usage: "the server's data directory", EnvVars: []string{envName("data-dir")}, Value: config.DefaultDataDir, Destination: &d.dataDir},
+		d.dataDirFlag(),
 		&cli.StringFlag{Name: "kubeconfig", Usage: "admin kubeconfig (default: $KUBECONFIG, else <data-dir>/server/cred/admin.kubeconfig)", EnvVars: []string{"KUBECONFIG"}, Destination: &d.kubeconfig},
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 )
 
@@ -42,7 +43,22 @@ const (
 	DefaultCompactBatch    = 1000
 	// MinCompactBatch is the smallest batch kine accepts.
 	MinCompactBatch = 100
+	// DefaultSnapshotSchedule is cron for "every 12 hours, on the hour".
+	DefaultSnapshotSchedule  = "0 */12 * * *"
+	DefaultSnapshotRetention = 5
 )
+
+// Snapshots are the embedded SQLite's scheduled snapshots and restore.
+type Snapshots struct {
+	Disable   bool
+	Schedule  string // cron, 5 fields or a descriptor such as @every 1h
+	Retention int
+	Dir       string // default <data-dir>/server/snapshots
+	// ClusterReset with RestorePath replaces the database with a snapshot
+	// before the datastore starts.
+	ClusterReset bool
+	RestorePath  string
+}
 
 // Datastore is where the cluster state lives.
 type Datastore struct {
@@ -77,6 +93,7 @@ type Server struct {
 	TokenFile string
 
 	Datastore Datastore
+	Snapshots Snapshots
 
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
@@ -131,6 +148,14 @@ func (s *Server) DBDir() string      { return filepath.Join(s.ServerDir(), "db")
 func (s *Server) TokenPath() string  { return filepath.Join(s.ServerDir(), "token") }
 func (s *Server) KineSocket() string { return filepath.Join(s.ServerDir(), "kine.sock") }
 
+// SnapshotDir is where snapshots go: --snapshot-dir or the default.
+func (s *Server) SnapshotDir() string {
+	if s.Snapshots.Dir != "" {
+		return s.Snapshots.Dir
+	}
+	return filepath.Join(s.ServerDir(), "snapshots")
+}
+
 // EncryptionConfig is the kube-apiserver's encryption configuration.
 func (s *Server) EncryptionConfig() string {
 	return filepath.Join(s.CredDir(), "encryption-config.json")
@@ -179,6 +204,15 @@ func (s *Server) Complete() error {
 	}
 	if err := readTokenFile(&s.Token, s.TokenFile); err != nil {
 		return err
+	}
+	for _, p := range []*string{&s.Snapshots.RestorePath, &s.Snapshots.Dir} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return err
+			}
+			*p = abs
+		}
 	}
 	if s.AdvertiseAddress == "" {
 		if bind := net.ParseIP(s.BindAddress); bind != nil || s.BindAddress == "" {
@@ -247,7 +281,36 @@ func (s *Server) Validate() error {
 	if err := s.NodeOptions.validate(!s.DisableAgent); err != nil {
 		return err
 	}
-	return s.Datastore.validate()
+	if err := s.Datastore.validate(); err != nil {
+		return err
+	}
+	return s.Snapshots.validate(s.Datastore.Endpoint)
+}
+
+func (n *Snapshots) validate(endpoint string) error {
+	if n.Schedule != "" {
+		if _, err := cron.ParseStandard(n.Schedule); err != nil {
+			return fmt.Errorf("invalid --snapshot-schedule %q: %v (use cron's five fields, e.g. \"0 */12 * * *\", or @every 6h)", n.Schedule, err)
+		}
+	}
+	if n.Retention < 1 {
+		return fmt.Errorf("invalid --snapshot-retention %d: keep at least 1 (or turn scheduled snapshots off with --disable-snapshots)", n.Retention)
+	}
+	external := endpoint != "" && !strings.HasPrefix(endpoint, "sqlite://")
+	switch {
+	case n.RestorePath != "" && !n.ClusterReset:
+		return fmt.Errorf("--cluster-reset-restore-path needs --cluster-reset")
+	case n.ClusterReset && n.RestorePath == "":
+		return fmt.Errorf("--cluster-reset needs --cluster-reset-restore-path=FILE: k1s's SQLite datastore has no cluster membership to reset, only a snapshot to restore")
+	case n.ClusterReset && external:
+		return fmt.Errorf("--cluster-reset restores k1s's SQLite snapshots; with --datastore-endpoint %s restore with the datastore's own tool (pg_restore, mysql, etcdutl)", strings.SplitN(endpoint, "://", 2)[0]+"://…")
+	}
+	if n.RestorePath != "" {
+		if _, err := os.Stat(n.RestorePath); err != nil {
+			return fmt.Errorf("--cluster-reset-restore-path: %v", err)
+		}
+	}
+	return nil
 }
 
 func (d *Datastore) validate() error {

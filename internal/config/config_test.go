@@ -29,6 +29,7 @@ func validServer(t *testing.T) *Server {
 		SchedulerPort:  DefaultSchedulerPort,
 		ControllerPort: DefaultControllerPort,
 		Datastore:      Datastore{ConnectTimeout: DefaultDatastoreWait, CompactBatchSize: DefaultCompactBatch},
+		Snapshots:      Snapshots{Schedule: DefaultSnapshotSchedule, Retention: DefaultSnapshotRetention},
 		NodeOptions:    NodeOptions{NodeName: "edge-1"},
 	}
 }
@@ -159,6 +160,14 @@ func TestValidateRejects(t *testing.T) {
 		{"compact batch", func(s *Server) { s.Datastore.CompactBatchSize = 99 }, []string{"--datastore-compact-batch-size 99", "at least 100"}},
 		{"connect timeout zero", func(s *Server) { s.Datastore.ConnectTimeout = 0 }, []string{"--datastore-connect-timeout"}},
 		{"negative retain", func(s *Server) { s.Datastore.CompactMinRetain = -1 }, []string{"--datastore-compact-min-retain"}},
+		{"snapshot schedule", func(s *Server) { s.Snapshots.Schedule = "every day" }, []string{`invalid --snapshot-schedule "every day"`, "@every 6h"}},
+		{"snapshot retention", func(s *Server) { s.Snapshots.Retention = 0 }, []string{"invalid --snapshot-retention 0", "--disable-snapshots"}},
+		{"reset without path", func(s *Server) { s.Snapshots.ClusterReset = true }, []string{"--cluster-reset needs --cluster-reset-restore-path"}},
+		{"path without reset", func(s *Server) { s.Snapshots.RestorePath = "/x.db" }, []string{"--cluster-reset-restore-path needs --cluster-reset"}},
+		{"restore missing file", func(s *Server) { s.Snapshots.ClusterReset, s.Snapshots.RestorePath = true, "/nonexistent/x.db" }, []string{"--cluster-reset-restore-path", "no such file"}},
+		{"restore on postgres", func(s *Server) {
+			s.Snapshots.ClusterReset, s.Snapshots.RestorePath, s.Datastore.Endpoint = true, "/x.db", "postgres://u:pw@db/k1s"
+		}, []string{"pg_restore", "postgres://…"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validServer(t)

@@ -11,7 +11,7 @@ import (
 
 // privateDirs are the data dir's directories that hold keys, tokens,
 // kubeconfigs or the database, relative to the data dir ("" is itself).
-var privateDirs = []string{"", "server", "server/tls", "server/cred", "server/db", "agent", "agent/pki", "logs"}
+var privateDirs = []string{"", "server", "server/tls", "server/cred", "server/db", "server/snapshots", "agent", "agent/pki", "logs"}
 
 // isSecret reports whether a file in one of privateDirs must be readable
 // by root only: keys, kubeconfigs, tokens, the node password and logs.

@@ -135,6 +135,11 @@ func (r *run) steps() []pipeline.Step {
 }
 
 func (r *run) datastore(ctx context.Context) error {
+	if r.cfg.Snapshots.ClusterReset {
+		if err := r.restore(ctx); err != nil {
+			return err
+		}
+	}
 	// A signal during a long SQLite vacuum ends start-up.
 	s, err := datastore.StartContext(ctx, r.cfg)
 	if err != nil {
@@ -142,6 +147,7 @@ func (r *run) datastore(ctx context.Context) error {
 	}
 	r.store = s
 	r.log.Infof("datastore %s serving the etcd API at %v", s.Description, s.Endpoints)
+	r.scheduleSnapshots()
 	// Supervised only to be closed last: it is started first.
 	r.sup.Go("datastore", stopDatastore, func(ctx context.Context) error {
 		<-ctx.Done()

@@ -39,6 +39,7 @@ func testConfig(t *testing.T) *config.Server {
 			ClusterDNS: config.DefaultClusterDNS, ClusterDomain: config.DefaultClusterDomain, FlannelBackend: config.DefaultFlannelBackend},
 		Datastore: config.Datastore{ConnectTimeout: config.DefaultDatastoreWait, CompactInterval: config.DefaultCompactInterval,
 			CompactTimeout: config.DefaultCompactTimeout, CompactMinRetain: config.DefaultCompactRetain, CompactBatchSize: config.DefaultCompactBatch},
+		Snapshots:       config.Snapshots{Schedule: config.DefaultSnapshotSchedule, Retention: config.DefaultSnapshotRetention},
 		WriteKubeconfig: filepath.Join(dir, "k1s.yaml"), SchedulerPort: freePort(t), ControllerPort: freePort(t),
 		NodeOptions: config.NodeOptions{NodeName: "s1", NodeIP: "192.0.2.10"},
 	}

@@ -1,0 +1,373 @@
+// Package snapshot saves, lists, prunes and restores snapshots of the
+// embedded SQLite datastore. A snapshot is a consistent copy made online
+// with SQLite's VACUUM INTO (a read transaction: the server keeps
+// writing), stored 0600 with a sha256 file beside it. Restoring checks the
+// checksum and that the file is a kine database, keeps the replaced
+// database beside it, and moves the revision past the old database's so
+// that clients holding newer resource versions re-list instead of missing
+// the change.
+package snapshot
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite kine uses
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
+)
+
+// Ext is a snapshot's file name extension; its checksum is in Ext+".sha256".
+const Ext = ".db"
+
+// Scheduled names the snapshots the server takes on its schedule; only
+// they are pruned by retention.
+const Scheduled = "scheduled"
+
+// OnDemand is the default name of `k1s snapshot save`.
+const OnDemand = "on-demand"
+
+var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
+
+// CheckName refuses names that would not make a plain file name.
+func CheckName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("invalid snapshot name %q: use lower-case letters, digits and '-' (at most 64)", name)
+	}
+	return nil
+}
+
+// Info is one snapshot on disk.
+type Info struct {
+	Name    string // file name without Ext
+	Path    string
+	Size    int64
+	Created time.Time
+}
+
+// timeFormat is the time in a snapshot's name: sortable, no ':'.
+const timeFormat = "20060102t150405z"
+
+// Save writes a snapshot of the SQLite database at db into dir, named
+// <name>-<time>, with its checksum file, both 0600. A failed save leaves
+// nothing behind.
+func Save(ctx context.Context, db, dir, name string, now time.Time) (Info, error) {
+	if err := CheckName(name); err != nil {
+		return Info{}, err
+	}
+	if _, err := os.Stat(db); err != nil {
+		return Info{}, fmt.Errorf("no SQLite database at %s: %w", db, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Info{}, err
+	}
+	base := name + "-" + now.UTC().Format(timeFormat)
+	final := filepath.Join(dir, base+Ext)
+	if _, err := os.Stat(final); err == nil {
+		return Info{}, fmt.Errorf("snapshot %s exists already", final)
+	}
+	tmp := filepath.Join(dir, ".tmp-"+base+Ext)
+	_ = os.Remove(tmp)
+	defer os.Remove(tmp)
+	// The source is opened read-only: a snapshot never writes the live database.
+	src, err := sql.Open("sqlite3", "file:"+db+"?mode=ro&_busy_timeout=30000")
+	if err != nil {
+		return Info{}, err
+	}
+	defer src.Close()
+	if _, err := src.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+		return Info{}, fmt.Errorf("copying %s: %w", db, err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return Info{}, err
+	}
+	if err := checkKine(ctx, tmp); err != nil {
+		return Info{}, err
+	}
+	sum, size, err := fileSum(tmp)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := syncFile(tmp); err != nil {
+		return Info{}, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return Info{}, err
+	}
+	if err := atomicfile.Write(final+".sha256", []byte(sum+"  "+base+Ext+"\n"), 0o600); err != nil {
+		_ = os.Remove(final)
+		return Info{}, err
+	}
+	return Info{Name: base, Path: final, Size: size, Created: now.UTC().Truncate(time.Second)}, nil
+}
+
+// List returns the snapshots in dir, oldest first. A missing dir has none.
+func List(dir string) ([]Info, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(n, Ext) || strings.HasPrefix(n, ".") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		base := strings.TrimSuffix(n, Ext)
+		created := fi.ModTime().UTC()
+		if i := strings.LastIndex(base, "-"); i > 0 {
+			if t, err := time.Parse(timeFormat, base[i+1:]); err == nil {
+				created = t
+			}
+		}
+		out = append(out, Info{Name: base, Path: filepath.Join(dir, n), Size: fi.Size(), Created: created})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// Delete removes the snapshot called name (with or without Ext) from dir.
+func Delete(dir, name string) error {
+	name = strings.TrimSuffix(name, Ext)
+	if strings.ContainsRune(name, '/') || strings.HasPrefix(name, ".") || name == "" {
+		return fmt.Errorf("invalid snapshot name %q", name)
+	}
+	p := filepath.Join(dir, name+Ext)
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("no snapshot %s in %s (see `k1s snapshot ls`)", name, dir)
+		}
+		return err
+	}
+	if err := os.Remove(p + ".sha256"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Prune deletes the oldest snapshots named prefix-<time> until keep are
+// left, and returns the names it deleted.
+func Prune(dir, prefix string, keep int) ([]string, error) {
+	all, err := List(dir)
+	if err != nil {
+		return nil, err
+	}
+	var mine []Info
+	for _, s := range all {
+		if rest, ok := strings.CutPrefix(s.Name, prefix+"-"); ok && !strings.Contains(rest, "-") {
+			mine = append(mine, s)
+		}
+	}
+	var deleted []string
+	for len(mine) > keep {
+		if err := Delete(dir, mine[0].Name); err != nil {
+			return deleted, err
+		}
+		deleted = append(deleted, mine[0].Name)
+		mine = mine[1:]
+	}
+	return deleted, nil
+}
+
+// Verify checks a snapshot before it replaces a database: its checksum
+// file must exist and match, and it must be a kine database.
+func Verify(ctx context.Context, path string) error {
+	want, err := os.ReadFile(path + ".sha256")
+	if err != nil {
+		return fmt.Errorf("snapshot %s has no checksum file %s.sha256: %w", path, path, err)
+	}
+	f := strings.Fields(string(want))
+	if len(f) == 0 {
+		return fmt.Errorf("checksum file %s.sha256 is empty", path)
+	}
+	got, _, err := fileSum(path)
+	if err != nil {
+		return err
+	}
+	if got != f[0] {
+		return fmt.Errorf("snapshot %s is damaged: its sha256 is %s, its checksum file says %s", path, got, f[0])
+	}
+	return checkKine(ctx, path)
+}
+
+// checkKine reports whether the SQLite file at path is sound and holds a
+// kine table.
+func checkKine(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var ok string
+	if err := db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ok); err != nil || ok != "ok" {
+		return fmt.Errorf("%s is not a sound SQLite database (%v%s)", path, err, ok)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM kine WHERE name = 'compact_rev_key'").Scan(&n); err != nil {
+		return fmt.Errorf("%s is not a k1s snapshot: it has no kine datastore (%v)", path, err)
+	}
+	return nil
+}
+
+// Restore replaces the database at db with the snapshot at path (checked
+// first) while no server runs. The database it replaces, with its WAL and
+// shared-memory files, is kept as <db>.pre-restore-<time>. It returns the
+// kept path, "" when there was no database.
+func Restore(ctx context.Context, path, db string, now time.Time) (string, error) {
+	if err := Verify(ctx, path); err != nil {
+		return "", err
+	}
+	oldRev, err := currentRevision(ctx, db)
+	if err != nil {
+		return "", fmt.Errorf("reading the revision of the database to replace: %w", err)
+	}
+	tmp := db + ".restoring"
+	_ = os.Remove(tmp)
+	defer os.Remove(tmp)
+	if err := copyFile(path, tmp); err != nil {
+		return "", err
+	}
+	if err := bumpRevision(ctx, tmp, oldRev); err != nil {
+		return "", err
+	}
+	kept := ""
+	if _, err := os.Stat(db); err == nil {
+		kept = db + ".pre-restore-" + now.UTC().Format(timeFormat)
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(db+suffix, kept+suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return "", err
+			}
+		}
+	}
+	if err := os.Rename(tmp, db); err != nil {
+		return kept, err
+	}
+	return kept, atomicfile.SyncDir(filepath.Dir(db))
+}
+
+// currentRevision is kine's revision of the database at db, 0 if none.
+func currentRevision(ctx context.Context, db string) (int64, error) {
+	if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	d, err := sql.Open("sqlite3", "file:"+db+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	var rev sql.NullInt64
+	if err := d.QueryRowContext(ctx, "SELECT MAX(id) FROM kine").Scan(&rev); err != nil {
+		return 0, err
+	}
+	return rev.Int64, nil
+}
+
+// bumpRevision prepares a restored database for clients that saw a newer
+// one: it drops the history before the snapshot (superseded and deleted
+// rows, as a compaction would), moves the revision past old, and marks
+// everything up to it compacted, so that a watch or list from an older
+// resource version gets "compacted" and re-lists.
+func bumpRevision(ctx context.Context, path string, old int64) error {
+	d, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	var cur int64
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(id), 0) FROM kine").Scan(&cur); err != nil {
+		return err
+	}
+	rev := max(cur, old) + 1
+	stmts := []struct {
+		q    string
+		args []any
+	}{
+		{`DELETE FROM kine WHERE name != 'compact_rev_key' AND id < (SELECT MAX(k2.id) FROM kine AS k2 WHERE k2.name = kine.name)`, nil},
+		{`DELETE FROM kine WHERE deleted != 0`, nil},
+		// A key no client lists: it only carries the new revision.
+		{`INSERT INTO kine(id, name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES(?, '/k1s/restored', 1, 0, ?, 0, 0, '', '')`, []any{rev, rev}},
+		{`UPDATE kine SET prev_revision = ? WHERE name = 'compact_rev_key'`, []any{rev}},
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s.q, s.args...); err != nil {
+			return fmt.Errorf("preparing the restored database: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+func fileSum(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
