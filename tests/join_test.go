@@ -228,6 +228,12 @@ func TestKubeletServingCA(t *testing.T) {
 		}
 	}
 
+	t.Run("certificate check", func(t *testing.T) {
+		certificateCheckMatchesFiles(t, s.DataDir, 5)
+		certificateCheckMatchesFiles(t, a.DataDir, 4)
+		certificateCheckFailsNearExpiry(t)
+	})
+
 	// A short name: the agent's run dir is below the subtest's temp dir.
 	t.Run("bare", func(t *testing.T) {
 		token, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
@@ -255,4 +261,75 @@ func findFile(t *testing.T, dir, name string) string {
 		t.Fatalf("no %s below %s", name, dir)
 	}
 	return found
+}
+
+// certificateCheckMatchesFiles runs `k1s certificate check -o json` on a
+// data dir and compares every entry with openssl's reading of the file;
+// the list must hold every .crt of the server's tls dir and the node's pki
+// dir, at least min of them.
+func certificateCheckMatchesFiles(t *testing.T, dataDir string, atLeast int) {
+	t.Helper()
+	code, out, err := harness.Run(30*time.Second, "certificate", "check", "-o", "json", "--data-dir", dataDir)
+	if err != nil || code != 0 {
+		t.Fatalf("certificate check of %s: exit %d %v\n%s", dataDir, code, err, out)
+	}
+	var certs []struct {
+		Path     string    `json:"path"`
+		Subject  string    `json:"subject"`
+		NotAfter time.Time `json:"notAfter"`
+		DaysLeft int       `json:"daysLeft"`
+	}
+	if err := json.Unmarshal([]byte(out), &certs); err != nil {
+		t.Fatalf("certificate check -o json: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dataDir, "server", "tls", "*.crt"))
+	agent, _ := filepath.Glob(filepath.Join(dataDir, "agent", "pki", "*.crt"))
+	files = append(files, agent...)
+	if len(certs) != len(files) || len(certs) < atLeast {
+		t.Fatalf("certificate check lists %d certificates, the data dir holds %d .crt files (want at least %d)", len(certs), len(files), atLeast)
+	}
+	for _, c := range certs {
+		o, err := exec.Command("openssl", "x509", "-in", c.Path, "-noout", "-enddate", "-subject", "-nameopt", "RFC2253").CombinedOutput()
+		if err != nil {
+			t.Fatalf("openssl x509 %s: %v %s", c.Path, err, o)
+		}
+		var end time.Time
+		var subject string
+		for _, l := range strings.Split(strings.TrimSpace(string(o)), "\n") {
+			if v, ok := strings.CutPrefix(l, "notAfter="); ok {
+				end, err = time.Parse("Jan _2 15:04:05 2006 MST", v)
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if v, ok := strings.CutPrefix(l, "subject="); ok {
+				subject = v
+			}
+		}
+		if !end.Equal(c.NotAfter) || subject != c.Subject {
+			t.Errorf("%s: check says %s / %q, openssl says %s / %q", c.Path, c.NotAfter, c.Subject, end, subject)
+		}
+		if want := int(time.Until(end).Hours() / 24); c.DaysLeft < want-1 || c.DaysLeft > want {
+			t.Errorf("%s: %d days left, want %d", c.Path, c.DaysLeft, want)
+		}
+	}
+}
+
+// certificateCheckFailsNearExpiry: a certificate with 10 days left makes
+// `k1s certificate check` exit 1, naming it.
+func certificateCheckFailsNearExpiry(t *testing.T) {
+	short := t.TempDir()
+	tls := filepath.Join(short, "server", "tls")
+	if err := os.MkdirAll(tls, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", filepath.Join(tls, "short.key"), "-out", filepath.Join(tls, "short.crt"), "-days", "10", "-subj", "/CN=short").CombinedOutput(); err != nil {
+		t.Fatalf("openssl req: %v %s", err, o)
+	}
+	code, out, err := harness.Run(30*time.Second, "certificate", "check", "--data-dir", short)
+	if err != nil || code != 1 {
+		t.Fatalf("certificate check with a certificate 10 days from expiry: exit %d %v, want 1\n%s", code, err, out)
+	}
+	mustContain(t, out, "expire within 30 days: short.crt", "certificate check output")
 }

@@ -96,6 +96,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			agentCommand(),
 			secretsEncryptCommand(),
 			snapshotCommand(),
+			certificateCommand(),
 			{
 				Name:            "kubectl",
 				Usage:           "run the embedded kubectl (uses the admin kubeconfig when KUBECONFIG is unset)",
