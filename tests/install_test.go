@@ -853,3 +853,32 @@ func TestInstallRefusesBadSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestInstallReleaseURL: without INSTALL_K1S_ARTIFACT_URL the files come
+// from the GitHub release of INSTALL_K1S_VERSION, or the latest; when that
+// cannot be fetched (no such release, or no network) nothing changes.
+func TestInstallReleaseURL(t *testing.T) {
+	base := t.TempDir()
+	in := newInstall(filepath.Join(base, "x"), "k1s", nil)
+	script := filepath.Join(checkout(), "scripts", "install.sh")
+	for version, want := range map[string]string{
+		"v0.0.0-no-such-release": "https://github.com/k1s-io/k1s/releases/download/v0.0.0-no-such-release/sha256sum-amd64.txt",
+		"":                       "https://github.com/k1s-io/k1s/releases/latest/download/sha256sum-amd64.txt",
+	} {
+		// Should a real release answer, it lands in temp dirs and is not started.
+		cmd := exec.Command("dash", append([]string{script, "server"}, in.flags()...)...)
+		cmd.Env = harness.Env(append(in.env(""), "INSTALL_K1S_FORCE_INIT=none", "INSTALL_K1S_SKIP_START=true", "INSTALL_K1S_VERSION="+version)...)
+		out, err := cmd.CombinedOutput()
+		if version != "" && err == nil {
+			t.Fatalf("install.sh of a release that does not exist succeeded:\n%s", out)
+		}
+		mustContain(t, string(out), "downloading "+want, "install.sh output")
+		if err != nil {
+			mustContain(t, string(out), "download of "+want+" failed", "install.sh output")
+			mustContain(t, string(out), "nothing was changed", "install.sh output")
+			if entries, _ := os.ReadDir(base); len(entries) > 0 {
+				t.Errorf("install.sh created %s in %s", entries[0].Name(), base)
+			}
+		}
+	}
+}
