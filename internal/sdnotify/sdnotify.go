@@ -2,6 +2,7 @@
 // anything listening on $NOTIFY_SOCKET) about k1s's state: READY=1 once a
 // server or agent is ready, STOPPING=1 when it starts shutting down. Without
 // NOTIFY_SOCKET it does nothing, so k1s run by hand or by OpenRC is unaffected.
+// Only k1s itself speaks: the variable is removed from its environment.
 package sdnotify
 
 import (
@@ -16,10 +17,22 @@ const (
 	Stopping = "STOPPING=1"
 )
 
-// Notify sends state (e.g. Ready) to $NOTIFY_SOCKET. It returns false
-// without error when the variable is unset.
+// socket is $NOTIFY_SOCKET as k1s was started with. It is taken out of the
+// environment before anything runs: the embedded kube-apiserver and kubelet
+// send READY=1 themselves as soon as they serve, and containerd (a child)
+// would too, long before k1s is ready.
+var socket = takeSocket()
+
+func takeSocket() string {
+	s := os.Getenv("NOTIFY_SOCKET")
+	_ = os.Unsetenv("NOTIFY_SOCKET")
+	return s
+}
+
+// Notify sends state (e.g. Ready) to the service manager's socket. It
+// returns false without error when k1s was started without NOTIFY_SOCKET.
 func Notify(state string) (bool, error) {
-	path := os.Getenv("NOTIFY_SOCKET")
+	path := socket
 	if path == "" {
 		return false, nil
 	}

@@ -2,6 +2,7 @@ package sdnotify
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ func TestNotifySendsToSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	t.Setenv("NOTIFY_SOCKET", path)
+	useSocket(t, path)
 	sent, err := Notify(Ready)
 	if err != nil || !sent {
 		t.Fatalf("Notify: sent=%v err=%v", sent, err)
@@ -31,15 +32,32 @@ func TestNotifySendsToSocket(t *testing.T) {
 }
 
 func TestNotifyWithoutSocketDoesNothing(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "")
+	useSocket(t, "")
 	if sent, err := Notify(Ready); sent || err != nil {
 		t.Fatalf("Notify without NOTIFY_SOCKET: sent=%v err=%v, want false, nil", sent, err)
 	}
 }
 
 func TestNotifyNamesMissingSocket(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "absent"))
+	useSocket(t, filepath.Join(t.TempDir(), "absent"))
 	if _, err := Notify(Ready); err == nil {
 		t.Fatal("Notify to a missing socket: no error")
+	}
+}
+
+func useSocket(t *testing.T, path string) {
+	old := socket
+	socket = path
+	t.Cleanup(func() { socket = old })
+}
+
+// The components k1s embeds must not find the variable.
+func TestTakeSocketRemovesVariable(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/x.sock")
+	if got := takeSocket(); got != "/run/x.sock" {
+		t.Fatalf("takeSocket() = %q", got)
+	}
+	if v, ok := os.LookupEnv("NOTIFY_SOCKET"); ok {
+		t.Fatalf("NOTIFY_SOCKET still set: %q", v)
 	}
 }
