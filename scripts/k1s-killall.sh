@@ -211,6 +211,13 @@ fi
 
 # 6. CNI state of the k1s network (host-local leases, cached results).
 rm -rf /var/lib/cni/networks/k1s /var/lib/cni/results/k1s-* 2>/dev/null
+# The loopback plugin caches its result per Pod sandbox, named by the
+# sandbox ID; our sandboxes are the ones containerd lists under our dirs.
+for d in "$run"/containerd/io.containerd.grpc.v1.cri/sandboxes/*/ "$data"/agent/containerd/io.containerd.grpc.v1.cri/sandboxes/*/; do
+	[ -d "$d" ] || continue
+	id=${d%/}
+	rm -f /var/lib/cni/results/cni-loopback-"${id##*/}"-lo
+done
 
 # 7. Runtime state that only made sense for the stopped processes.
 rm -rf "$run" 2>/dev/null

@@ -21,6 +21,7 @@ import (
 	"github.com/k1s-io/k1s/internal/node"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
+	"github.com/k1s-io/k1s/internal/sdnotify"
 )
 
 // How often an agent retries a server it cannot reach, and how often it
@@ -96,6 +97,8 @@ func (a *agent) serve(ctx context.Context, steps []pipeline.Step) error {
 		return err
 	}
 	a.log.Infof("k1s agent is ready in %s: node joined %s", time.Since(start).Round(time.Millisecond), a.cfg.ServerURL)
+	sdnotify.Tell(a.log, sdnotify.Ready)
+	defer sdnotify.Tell(a.log, sdnotify.Stopping)
 	select {
 	case <-ctx.Done():
 		a.log.Info("shutting down")

@@ -27,6 +27,7 @@ import (
 	"github.com/k1s-io/k1s/internal/node"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
+	"github.com/k1s-io/k1s/internal/sdnotify"
 	"github.com/k1s-io/k1s/internal/secretsenc"
 )
 
@@ -87,6 +88,8 @@ func (r *run) serve(ctx context.Context, steps []pipeline.Step) error {
 	}
 	log.Infof("k1s is ready in %s: API %s, admin kubeconfig %s, join token in %s",
 		time.Since(start).Round(time.Millisecond), cfg.APIServerURL(), cfg.WriteKubeconfig, cfg.TokenPath())
+	sdnotify.Tell(log, sdnotify.Ready)
+	defer sdnotify.Tell(log, sdnotify.Stopping)
 
 	select {
 	case <-ctx.Done():
