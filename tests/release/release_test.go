@@ -105,6 +105,7 @@ func TestChecksumFiles(t *testing.T) {
 				names = append(names, name)
 			}
 			sort.Strings(names)
+			sort.Strings(want)
 			if strings.Join(names, " ") != strings.Join(want, " ") {
 				t.Errorf("%s lists %v, want %v", sumFile, names, want)
 			}
@@ -163,6 +164,7 @@ func TestExecutables(t *testing.T) {
 				t.Fatalf("%s embeds %d ELF executables, want at least %d (%v): were the node binaries built?",
 					a.exe, len(machines), len(nodeBinaries), nodeBinaries)
 			}
+			t.Logf("%s: %s, static, %d embedded ELF executables", a.exe, f.Machine, len(machines))
 			for i, m := range machines {
 				if m != a.machine {
 					t.Errorf("%s: embedded ELF #%d is for %s, want %s", a.exe, i, m, a.machine)
