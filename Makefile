@@ -18,34 +18,65 @@ LDFLAGS       := -s -w \
 
 export CGO_ENABLED := 1
 
-# Helper binaries embedded in k1s (internal/nodebin), built from their own
-# modules at pinned versions.
-NODEBIN             := $(CURDIR)/internal/nodebin/bin
-RUNC_VERSION        := v1.5.2
-CONTAINERD_VERSION  := v2.4.2
-CNI_PLUGINS_VERSION := v1.10.0
-CRI_TOOLS_VERSION   := v1.37.0
-CNI_PLUGINS         := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
-
-.PHONY: all build deps run test unit e2e bench clean images
+.PHONY: all build deps release-deps run test test-all unit e2e bench clean images
 all: build
 
 build: bin/k1s
 
 # Always hand the build to go: its cache decides what is stale.
 bin/k1s: nodebin FORCE
-	$(GO) build -trimpath -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o $@ .
+	$(GOTARGET) $(GO) build -trimpath -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o $@ .
 	ln -sf k1s bin/kubectl
 FORCE:
 
+# GOARCH the node binaries and the image bundle are built for: this
+# machine's, except where `make release` sets it per architecture.
+HOST_ARCH := $(shell $(GO) env GOARCH)
+ARCH      ?= $(HOST_ARCH)
+# Cross C compilers (Debian's gcc-<triple> packages) and the multiarch
+# folder holding the target's libseccomp.pc, for cgo when ARCH is not the
+# host's.
+TRIPLE_amd64 := x86_64-linux-gnu
+TRIPLE_arm64 := aarch64-linux-gnu
+CROSS_ENV    := $(if $(filter-out $(HOST_ARCH),$(ARCH)),CC=$(TRIPLE_$(ARCH))-gcc PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLE_$(ARCH))/pkgconfig)
+GOTARGET     := GOOS=linux GOARCH=$(ARCH) $(CROSS_ENV)
+
+# Helper binaries embedded in k1s (internal/nodebin), built from their own
+# modules at pinned versions, into one folder per GOARCH. runc (the only
+# one with cgo, for libseccomp) is linked statically as upstream releases
+# it, so it needs no libseccomp on the node; netgo and osusergo keep it off
+# glibc's NSS, which a static binary cannot load.
+NODEBIN             := $(CURDIR)/internal/nodebin/bin/$(ARCH)
+RUNC_VERSION        := v1.5.2
+CONTAINERD_VERSION  := v2.4.2
+CNI_PLUGINS_VERSION := v1.10.0
+CRI_TOOLS_VERSION   := v1.37.0
+CNI_PLUGINS         := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
+STATIC_LDFLAGS      := -linkmode external -extldflags -static
+# `go install` refuses GOBIN for another GOARCH and installs into
+# $GOPATH/bin/linux_<arch> instead: a private GOPATH (sharing the module
+# cache) receives those, and they are copied into NODEBIN.
+XGOINSTALL    = GOMODCACHE=$(shell $(GO) env GOMODCACHE) GOBIN= $(GOTARGET) $(GO) install
+ifeq ($(ARCH),$(HOST_ARCH))
+XGOBIN       :=
+GOINSTALL    := GOBIN=$(NODEBIN) $(GOTARGET) $(GO) install
+NODEBIN_COPY := true
+else
+XGOBIN       := /linux_$(ARCH)
+XGOPATH      := $(CURDIR)/bin/gopath
+GOINSTALL    := GOPATH=$(XGOPATH) $(XGOINSTALL)
+NODEBIN_COPY := cp -p $(XGOPATH)/bin$(XGOBIN)/* $(NODEBIN)/
+endif
+
 .PHONY: nodebin
 nodebin:
-	GOBIN=$(NODEBIN) $(GO) install -trimpath -ldflags "-s -w" -tags "seccomp urfave_cli_no_docs" github.com/opencontainers/runc@$(RUNC_VERSION)
-	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" -tags no_grpc github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
-	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" -tags "no_btrfs no_zfs no_devmapper" github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION)
-	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w" $(addprefix github.com/containernetworking/plugins/,$(addsuffix @$(CNI_PLUGINS_VERSION),$(CNI_PLUGINS)))
-	GOBIN=$(NODEBIN) CGO_ENABLED=0 $(GO) install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./cmd/pause
+	$(GOINSTALL) -trimpath -ldflags "-s -w $(STATIC_LDFLAGS)" -tags "seccomp urfave_cli_no_docs netgo osusergo" github.com/opencontainers/runc@$(RUNC_VERSION)
+	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w" -tags no_grpc github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
+	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" -tags "no_btrfs no_zfs no_devmapper" github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION)
+	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w" $(addprefix github.com/containernetworking/plugins/,$(addsuffix @$(CNI_PLUGINS_VERSION),$(CNI_PLUGINS)))
+	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
+	$(NODEBIN_COPY)
+	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./cmd/pause
 
 # Air-gap bundle of the add-on images the manifests/ use (CoreDNS and
 # k1s's ingress controller), built from Go sources at pinned versions
@@ -56,9 +87,8 @@ nodebin:
 COREDNS_VERSION := v1.15.0
 # INGRESS_TAG must equal server.IngressImageTag (internal/server/addons.go).
 INGRESS_TAG     := v0.1.0
-IMAGES_DIR      := bin/images
-IMAGES_ARCH     := amd64
-AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(IMAGES_ARCH).tar.zst
+IMAGES_DIR      := bin/images/$(ARCH)
+AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(ARCH).tar.zst
 COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
 INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
 BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cmd/airgap-bundle/*.go internal/atomicfile/*.go))
@@ -66,22 +96,67 @@ BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cm
 images: $(AIRGAP_BUNDLE)
 
 $(COREDNS_BIN):
-	rm -rf $@.gobin
-	GOBIN=$(CURDIR)/$@.gobin CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGES_ARCH) $(GO) install -trimpath -ldflags "-s -w" github.com/coredns/coredns@$(COREDNS_VERSION)
-	mv $@.gobin/coredns $@ && rmdir $@.gobin
+	rm -rf $@.gopath
+	GOPATH=$(CURDIR)/$@.gopath CGO_ENABLED=0 $(XGOINSTALL) -trimpath -ldflags "-s -w" github.com/coredns/coredns@$(COREDNS_VERSION)
+	mv $@.gopath/bin$(XGOBIN)/coredns $@ && rm -rf $@.gopath
 
 $(INGRESS_BIN): FORCE
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGES_ARCH) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-ingress
+	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-ingress
 	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(BUNDLE_SRCS) go.mod
-	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(IMAGES_ARCH) \
+	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(ARCH) \
 		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
 		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG)
+
+# Release: dist/ holds, per architecture, the k1s executable (k1s for
+# amd64, k1s-<arch> otherwise), its air-gap bundle, sha256sum-<arch>.txt
+# and install.sh. The executables are linked statically (glibc, SQLite;
+# runc embeds libseccomp), so one file runs on Debian, Raspberry Pi OS,
+# Ubuntu of any glibc version and musl systems alike, and under
+# qemu-user without a loader; netgo and osusergo keep Go from calling
+# glibc's NSS, which a static binary cannot load. Reproducible: -trimpath,
+# VERSION and BUILD_DATE from git, bundles with fixed timestamps and a
+# single-threaded zstd encoder; `make release-check` proves it.
+RELEASE_ARCHES := amd64 arm64
+DIST           := dist
+RELEASE_TAGS   := $(TAGS) netgo osusergo sqlite_omit_load_extension
+release_exe     = k1s$(if $(filter-out amd64,$(1)),-$(1))
+
+.PHONY: release release-check $(addprefix release-,$(RELEASE_ARCHES))
+release: $(addprefix release-,$(RELEASE_ARCHES))
+	cp scripts/install.sh $(DIST)/install.sh
+
+$(addprefix release-,$(RELEASE_ARCHES)): release-%:
+	$(MAKE) --no-print-directory ARCH=$* nodebin images
+	mkdir -p $(DIST)
+	$(MAKE) --no-print-directory ARCH=$* release-exe OUT=$(DIST)/$(call release_exe,$*)
+	cp bin/k1s-airgap-images-$*.tar.zst $(DIST)/
+	cd $(DIST) && sha256sum $(call release_exe,$*) k1s-airgap-images-$*.tar.zst > sha256sum-$*.txt
+
+.PHONY: release-exe
+release-exe:
+	$(GOTARGET) $(GO) build -trimpath -tags "$(RELEASE_TAGS)" -ldflags "$(LDFLAGS) $(STATIC_LDFLAGS)" -o $(OUT) .
+
+# Builds dist/ twice, the second time after deleting every file the first
+# wrote (node binaries, images, bundles, dist/; Go's build cache stays),
+# and requires the same bytes.
+release-check:
+	$(MAKE) --no-print-directory release
+	cd $(DIST) && sha256sum * > $(CURDIR)/bin/release-first.sha256
+	rm -rf $(DIST) bin/images bin/k1s-airgap-images-*.tar.zst bin/gopath
+	find internal/nodebin/bin -mindepth 2 -type f ! -name README.md -delete
+	$(MAKE) --no-print-directory release
+	cd $(DIST) && sha256sum -c --strict $(CURDIR)/bin/release-first.sha256
+	@echo "release-check: two builds of dist/ are byte for byte the same"
 
 # Installs what a fresh Debian machine lacks (needs root).
 deps:
 	bash scripts/install-deps.sh
+
+# Adds the cross toolchains and qemu that `make release` and its tests need.
+release-deps:
+	bash scripts/install-deps.sh --release
 
 # The bundle is linked into the default air-gap folder, as an offline user would.
 run: deps build images
@@ -93,10 +168,21 @@ unit:
 	$(GO) test -count=1 ./internal/... ./cmd/... ./manifests/...
 
 # End-to-end tests start the real binary; K1S_BIN points them at it.
+# tests/release is not among them: `make test-all` runs it.
+E2E_PKGS = $(filter-out %/tests/release,$(shell $(GO) list ./tests/...))
 e2e: build images
-	K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -timeout 40m -v ./tests/...
+	K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -timeout 40m -v $(E2E_PKGS)
 
 test: deps build images unit e2e
+
+# make test, then the release: dist/ built twice (release-check) and the
+# arm64 executable run under qemu (tests/release). In the recipe rather
+# than as prerequisites, so that `make -j` never builds the release while
+# the e2e tests run.
+test-all: test
+	bash scripts/install-deps.sh --release
+	$(MAKE) --no-print-directory release-check
+	K1S_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -timeout 30m -v ./tests/release/...
 
 # The network benchmark appends its section to the report the first one writes.
 bench: build images
@@ -105,4 +191,4 @@ bench: build images
 		$(GO) test -count=1 -run '^$$' -bench BenchmarkNetwork -benchtime 1x -timeout 30m .
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

@@ -4,8 +4,8 @@
 // <data-dir>/agent/images/.
 //
 //	go run ./cmd/airgap-bundle -o bin/k1s-airgap-images-amd64.tar.zst \
-//	    -coredns bin/images/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
-//	    -ingress bin/images/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0
+//	    -coredns bin/images/amd64/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
+//	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0
 //
 // The output is the same for the same inputs. It is written through package
 // atomicfile, so an interrupted run leaves the old bundle, never half a new one.

@@ -1,6 +1,6 @@
 // Package nodebin ships the node's helper binaries inside k1s: containerd,
 // runc, the containerd runc v2 shim, the CNI plugins, crictl and the pause
-// program (cmd/pause). `make` builds them into bin/ before k1s is compiled;
+// program (cmd/pause). `make` builds them into bin/<GOARCH> before k1s is compiled;
 // at start they are written to <data-dir>/agent/bin when this k1s binary
 // has not installed them there before. The package also builds the sandbox
 // image around pause (PauseImage) and runs an embedded tool straight from
@@ -9,7 +9,6 @@ package nodebin
 
 import (
 	"bytes"
-	"embed"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,9 +17,6 @@ import (
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
 )
-
-//go:embed all:bin
-var files embed.FS
 
 // Names of the binaries every node needs.
 const (
@@ -37,7 +33,7 @@ const stampFile = ".k1s-installed"
 
 // Read returns an embedded binary.
 func Read(name string) ([]byte, error) {
-	b, err := files.ReadFile("bin/" + name)
+	b, err := files.ReadFile(binDir + "/" + name)
 	if err != nil {
 		return nil, missing(name)
 	}
@@ -53,7 +49,7 @@ func missing(name string) error {
 // work, and with it reading ~60 MB of embedded data into memory.
 func Install(dir string) error {
 	for _, name := range Required {
-		if _, err := fs.Stat(files, "bin/"+name); err != nil {
+		if _, err := fs.Stat(files, binDir+"/"+name); err != nil {
 			return missing(name)
 		}
 	}
@@ -64,7 +60,7 @@ func Install(dir string) error {
 	if old, err := os.ReadFile(filepath.Join(dir, stampFile)); err == nil && stamp != "" && string(old) == stamp && allPresent(dir) {
 		return nil
 	}
-	entries, err := fs.ReadDir(files, "bin")
+	entries, err := fs.ReadDir(files, binDir)
 	if err != nil {
 		return err
 	}
@@ -108,7 +104,7 @@ func allPresent(dir string) bool {
 
 // installOne streams one binary to dir unless an identical file is there.
 func installOne(dir, name string) error {
-	info, err := fs.Stat(files, "bin/"+name)
+	info, err := fs.Stat(files, binDir+"/"+name)
 	if err != nil {
 		return err
 	}
@@ -116,7 +112,7 @@ func installOne(dir, name string) error {
 	if st, err := os.Stat(dst); err == nil && st.Size() == info.Size() && sameContent(dst, name) {
 		return nil
 	}
-	src, err := files.Open("bin/" + name)
+	src, err := files.Open(binDir + "/" + name)
 	if err != nil {
 		return err
 	}
@@ -135,7 +131,7 @@ func sameContent(path, name string) bool {
 		return false
 	}
 	defer a.Close()
-	b, err := files.Open("bin/" + name)
+	b, err := files.Open(binDir + "/" + name)
 	if err != nil {
 		return false
 	}

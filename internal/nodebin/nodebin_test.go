@@ -9,34 +9,34 @@ import (
 )
 
 func TestEmbeddedDataIsTheFileContent(t *testing.T) {
-	f, err := files.Open("bin/README.md")
+	f, err := files.Open(binDir + "/README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	want, _ := io.ReadAll(f)
-	f2, _ := files.Open("bin/README.md")
+	f2, _ := files.Open(binDir + "/README.md")
 	defer f2.Close()
 	got, ok := embeddedData(f2)
 	if !ok || got != string(want) {
 		t.Fatalf("embeddedData does not find embed's data (ok=%v): release would do nothing", ok)
 	}
 	release("README.md") // must not fault
-	again, _ := files.ReadFile("bin/README.md")
+	again, _ := files.ReadFile(binDir + "/README.md")
 	if !bytes.Equal(again, want) {
 		t.Fatal("content changed after release")
 	}
 }
 
 func TestInstallWritesAndSkips(t *testing.T) {
-	if _, err := files.Open("bin/" + Runc); err != nil {
+	if _, err := files.Open(binDir + "/" + Runc); err != nil {
 		t.Skip("node binaries not built (run make nodebin): nothing to install")
 	}
 	dir := t.TempDir()
 	if err := Install(dir); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := files.ReadFile("bin/" + Runc)
+	want, _ := files.ReadFile(binDir + "/" + Runc)
 	got, err := os.ReadFile(filepath.Join(dir, Runc))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("runc not installed intact: %v", err)

@@ -18,7 +18,7 @@ import (
 // second field is the data string) and does nothing if that changes.
 func release(name string) {
 	defer func() { _ = recover() }()
-	f, err := files.Open("bin/" + name)
+	f, err := files.Open(binDir + "/" + name)
 	if err != nil {
 		return
 	}
