@@ -111,7 +111,8 @@ $(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(BUNDLE_SRCS) go.mod
 
 # Release: dist/ holds, per architecture, the k1s executable (k1s for
 # amd64, k1s-<arch> otherwise), its air-gap bundle, sha256sum-<arch>.txt
-# and install.sh. The executables are linked statically (glibc, SQLite;
+# (which also lists k1s-killall.sh, the same for every architecture: install.sh
+# checks it too) and install.sh. The executables are linked statically (glibc, SQLite;
 # runc embeds libseccomp), so one file runs on Debian, Raspberry Pi OS,
 # Ubuntu of any glibc version and musl systems alike, and under
 # qemu-user without a loader; netgo and osusergo keep Go from calling
@@ -132,7 +133,8 @@ $(addprefix release-,$(RELEASE_ARCHES)): release-%:
 	mkdir -p $(DIST)
 	$(MAKE) --no-print-directory ARCH=$* release-exe OUT=$(DIST)/$(call release_exe,$*)
 	cp bin/k1s-airgap-images-$*.tar.zst $(DIST)/
-	cd $(DIST) && sha256sum $(call release_exe,$*) k1s-airgap-images-$*.tar.zst > sha256sum-$*.txt
+	cp scripts/k1s-killall.sh $(DIST)/
+	cd $(DIST) && sha256sum $(call release_exe,$*) k1s-airgap-images-$*.tar.zst k1s-killall.sh > sha256sum-$*.txt
 
 .PHONY: release-exe
 release-exe:

@@ -87,8 +87,9 @@ func TestChecksumFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Exactly the executable and the bundle, in sha256sum's format.
-			want := []string{a.exe, "k1s-airgap-images-" + a.name + ".tar.zst"}
+			// Exactly the executable, the bundle and the killall script
+			// install.sh installs, in sha256sum's format.
+			want := []string{a.exe, "k1s-airgap-images-" + a.name + ".tar.zst", "k1s-killall.sh"}
 			var names []string
 			for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
 				sum, name, ok := strings.Cut(line, "  ")
