@@ -1,8 +1,10 @@
 package join
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -217,8 +219,13 @@ func TestRotateServerToken(t *testing.T) {
 	if err := os.WriteFile(tokenPath, []byte("K10zz::server:x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var logBuf bytes.Buffer
+	f.js.Log.(interface{ SetOutput(io.Writer) }).SetOutput(&logBuf)
 	code, _, msg := f.post(t, newTok.Secret, reqJSON("edge-3", "192.0.2.20"))
-	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "malformed CA hash") {
-		t.Errorf("damaged token file: %d %q, want 503", code, msg)
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "cannot check tokens now") || strings.Contains(msg, tokenPath) {
+		t.Errorf("damaged token file: %d %q, want 503 without the path", code, msg)
+	}
+	if !strings.Contains(logBuf.String(), "malformed CA hash") {
+		t.Errorf("the server log does not say why:\n%s", logBuf.String())
 	}
 }

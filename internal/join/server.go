@@ -107,8 +107,9 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 			refuse(http.StatusUnauthorized, bad.msg)
 			return
 		}
-		s.Log.Warnf("join from %s: %v", addr, err)
-		fail(w, http.StatusServiceUnavailable, "cannot check the token: "+err.Error())
+		// The details (paths, apiserver errors) are for the server's log only.
+		s.Log.Warnf("join from %s: cannot check its token: %v", addr, err)
+		fail(w, http.StatusServiceUnavailable, "the server cannot check tokens now: try again later (the server's log says why)")
 		return
 	}
 	var req Request
