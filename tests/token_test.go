@@ -13,11 +13,11 @@ import (
 	"github.com/k1s-io/k1s/tests/harness"
 )
 
-// k1sToken runs `k1s token ARGS --data-dir` against s and returns its exit
-// code and combined output.
-func k1sToken(t *testing.T, s *harness.Server, args ...string) (int, string) {
+// k1sToken runs `k1s token SUBCOMMAND --data-dir DIR ARGS...` against s
+// and returns its exit code and combined output.
+func k1sToken(t *testing.T, s *harness.Server, sub string, args ...string) (int, string) {
 	t.Helper()
-	code, out, err := harness.Run(30*time.Second, append(append([]string{"token"}, args...), "--data-dir", s.DataDir)...)
+	code, out, err := harness.Run(30*time.Second, append([]string{"token", sub, "--data-dir", s.DataDir}, args...)...)
 	if err != nil {
 		t.Fatalf("k1s token %v: %v\n%s", args, err, out)
 	}
@@ -28,7 +28,7 @@ func k1sToken(t *testing.T, s *harness.Server, args ...string) (int, string) {
 // and its id.
 func createToken(t *testing.T, s *harness.Server, args ...string) (tok, id string) {
 	t.Helper()
-	code, out := k1sToken(t, s, append([]string{"create"}, args...)...)
+	code, out := k1sToken(t, s, "create", args...)
 	if code != 0 {
 		t.Fatalf("k1s token create %v: exit %d\n%s", args, code, out)
 	}
@@ -122,6 +122,7 @@ func TestJoinTokens(t *testing.T) {
 		if !strings.Contains(out, "refused the token (bootstrap token "+id+" expired at") && !strings.Contains(out, "refused the token (wrong token)") {
 			t.Fatalf("agent with an expired token:\n%s", out)
 		}
+		t.Logf("refused: expired at once: %v", strings.Contains(out, "expired at"))
 		// The controller-manager's token cleaner removes it.
 		eventually(t, 30*time.Second, "expired token removed by the token cleaner", func() error {
 			if _, err := s.Kubectl("-n", "kube-system", "get", "secret", "bootstrap-token-"+id); err == nil {
@@ -147,7 +148,7 @@ func TestJoinTokens(t *testing.T) {
 			{[]string{"create", "--usages", "join"}, "invalid bootstrap token usage string: join"},
 			{[]string{"delete", "ABC"}, `invalid token id "ABC"`},
 		} {
-			if code, out := k1sToken(t, s, c.args...); code == 0 || !strings.Contains(out, c.want) {
+			if code, out := k1sToken(t, s, c.args[0], c.args[1:]...); code == 0 || !strings.Contains(out, c.want) {
 				t.Errorf("k1s token %v: exit %d, want an error with %q:\n%s", c.args, code, c.want, out)
 			}
 		}

@@ -235,6 +235,11 @@ func tokenDeleteCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return errors.New("k1s token delete needs the id of a token (see 'k1s token list')")
 			}
+			for _, a := range c.Args().Slice() {
+				if strings.HasPrefix(a, "-") {
+					return fmt.Errorf("%s after an id: flags go before the ids, e.g. k1s token delete --data-dir DIR <id>", a)
+				}
+			}
 			kube, rc, err := t.client()
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,18 @@ func TestWriteTokenTable(t *testing.T) {
 // Bad input is refused before any server is contacted.
 func TestTokenCommandRefusesBadInput(t *testing.T) {
 	dir := t.TempDir()
+	// A kubeconfig of a server that is not running: nothing listens on the port.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "https://" + l.Addr().String()
+	l.Close()
+	kc := filepath.Join(dir, "down.kubeconfig")
+	if err := os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \""+down+"\", insecure-skip-tls-verify: true}}]\n"+
+		"users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		err  string
@@ -82,9 +95,13 @@ func TestTokenCommandRefusesBadInput(t *testing.T) {
 		{[]string{"create", "--data-dir", dir}, "no admin kubeconfig at " + dir + "/server/cred/admin.kubeconfig"},
 		{[]string{"list", "--data-dir", dir}, "pass the server's --data-dir, or --kubeconfig"},
 		{[]string{"delete", "--data-dir", dir}, "needs the id of a token"},
+		{[]string{"delete", "abcdef", "--data-dir", dir}, "--data-dir after an id: flags go before the ids"},
 		{[]string{"list", "extra"}, `unexpected argument "extra"`},
 		{[]string{"rotate", "--data-dir", dir, "--new-token", "0123456789abcdef0"}, "is --data-dir the server's data dir"},
 		{[]string{"rotate", "--data-dir", dir}, "needs the new token"},
+		{[]string{"list", "--kubeconfig", kc}, "cannot reach the k1s server at " + down},
+		{[]string{"create", "--kubeconfig", kc}, "is it running?"},
+		{[]string{"delete", "--kubeconfig", kc, "abcdef"}, "cannot reach the k1s server at " + down},
 	} {
 		var out, errOut bytes.Buffer
 		t.Setenv("KUBECONFIG", "")
