@@ -34,7 +34,7 @@ const (
 // Run joins the server and runs the node until ctx is cancelled (nil) or
 // something fails.
 func Run(ctx context.Context, cfg *config.Agent) error {
-	tok, err := pki.ParseToken(cfg.Token)
+	tok, err := join.ParseToken(cfg.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %w", err)
 	}

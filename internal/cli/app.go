@@ -94,9 +94,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			serverCommand(),
 			agentCommand(),
+			tokenCommand(),
+			certificateCommand(),
 			secretsEncryptCommand(),
 			snapshotCommand(),
-			certificateCommand(),
 			{
 				Name:            "kubectl",
 				Usage:           "run the embedded kubectl (uses the admin kubeconfig when KUBECONFIG is unset)",

@@ -140,7 +140,7 @@ func ControllerManagerArgs(cfg *config.Server, f pki.Files) []string {
 		"secure-port":                     strconv.Itoa(cfg.ControllerPort),
 		"leader-elect":                    "false",
 		"profiling":                       "false",
-		"controllers":                     "*",
+		"controllers":                     "*,tokencleaner", // upstream's defaults and the expired bootstrap-token cleaner
 		"use-service-account-credentials": "true",
 		// Start-up gives every controller its own ServiceAccount token, a
 		// burst of requests the default 20 QPS spreads over ~5 s, delaying
@@ -184,7 +184,7 @@ func bindOrAll(addr string) string {
 // Other list flags k1s sets were considered and keep "the user's value
 // wins": api-audiences, requestheader-allowed-names (narrowing or widening
 // them is the user's explicit choice and adds no access by itself) and the
-// controller-manager's controllers (k1s sets "*").
+// controller-manager's controllers (k1s sets "*,tokencleaner").
 const (
 	flagAdmission       = "enable-admission-plugins"
 	flagAdmissionOff    = "disable-admission-plugins"

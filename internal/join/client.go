@@ -91,7 +91,7 @@ func (c *Client) Join(ctx context.Context, req Request) (*Response, error) {
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusUnauthorized:
-		return nil, &Permanent{fmt.Errorf("the server at %s refused the token: use the token in the server's <data-dir>/server/token", c.URL)}
+		return nil, &Permanent{fmt.Errorf("the server at %s refused the token (%s): use the token in the server's <data-dir>/server/token, or one from 'k1s token create' on the server", c.URL, message(data))}
 	case http.StatusConflict, http.StatusBadRequest:
 		return nil, &Permanent{fmt.Errorf("the server at %s refused to join this node: %s", c.URL, message(data))}
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:

@@ -2,11 +2,14 @@
 // side serves two endpoints on the apiserver's port, ahead of the
 // apiserver's own authentication: GET /cacerts (the server CA, which the
 // agent checks against the hash in its K10 token before it trusts anything)
-// and POST /v1-k1s/join (authenticated by the token's secret, throttled per
-// source address after wrong tokens, closed until the server has claimed
-// its own node name), which refuses names and addresses of the apiserver,
-// reserves the node name for the host's node password and issues the
-// node's certificates. The client side is the agent's half.
+// and POST /v1-k1s/join (authenticated by the server token's secret, re-read
+// from its file at every join, or by a Kubernetes bootstrap token looked up
+// through the apiserver; throttled per source address after wrong tokens,
+// closed until the server has claimed its own node name), which refuses
+// names and addresses of the apiserver, reserves the node name for the
+// host's node password and issues the node's certificates. The client side
+// is the agent's half. The package also creates, lists and deletes
+// bootstrap tokens and rotates the server token, for `k1s token`.
 package join
 
 import (

@@ -26,7 +26,10 @@ import (
 // Server is the server side of joining.
 type Server struct {
 	PKI    *pki.Result
-	Secret string // the token's secret
+	Secret string // the server token's secret, unless TokenPath is set
+	// TokenPath, when set, is the server token file, read at every join so
+	// that `k1s token rotate` takes effect without a restart.
+	TokenPath string
 	// Cluster holds the settings handed to nodes.
 	Cluster config.Cluster
 	// Kube returns a client with the rights to manage node-password Secrets.
@@ -97,9 +100,16 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		lim.refuse(s.Log, addr, code == http.StatusUnauthorized, msg)
 		fail(w, code, msg)
 	}
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(secret), []byte(s.Secret)) != 1 {
-		refuse(http.StatusUnauthorized, "wrong token")
+	secret, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := s.authenticate(r, secret); err != nil {
+		var bad *errBadBootstrap
+		if errors.As(err, &bad) {
+			refuse(http.StatusUnauthorized, bad.msg)
+			return
+		}
+		// The details (paths, apiserver errors) are for the server's log only.
+		s.Log.Warnf("join from %s: cannot check its token: %v", addr, err)
+		fail(w, http.StatusServiceUnavailable, "the server cannot check tokens now: try again later (the server's log says why)")
 		return
 	}
 	var req Request
@@ -137,6 +147,34 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	s.Log.Infof("node %s (%s) joined from %s", req.NodeName, req.NodeIP, r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// authenticate accepts the server token or a bootstrap token; a refusal
+// is an *errBadBootstrap, any other error a fault of the server.
+func (s *Server) authenticate(r *http.Request, secret string) error {
+	want := s.Secret
+	if s.TokenPath != "" {
+		data, err := os.ReadFile(s.TokenPath)
+		if err != nil {
+			return fmt.Errorf("reading the server token: %w", err)
+		}
+		tok, err := pki.ParseToken(string(data))
+		if err != nil {
+			return fmt.Errorf("the server token in %s: %w", s.TokenPath, err)
+		}
+		want = tok.Secret
+	}
+	if secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(want)) == 1 {
+		return nil
+	}
+	if !IsBootstrapToken(secret) {
+		return errUnknownToken
+	}
+	kube, err := s.Kube()
+	if err != nil {
+		return err
+	}
+	return checkBootstrapToken(r.Context(), kube, secret, time.Now())
 }
 
 // checkRequest returns why req cannot join, or "". A node's serving

@@ -200,7 +200,7 @@ func (r *run) apiserver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	js := &join.Server{PKI: r.pki, Secret: tok.Secret, Cluster: r.cfg.Cluster, Kube: r.adminClient, Log: r.log}
+	js := &join.Server{PKI: r.pki, Secret: tok.Secret, TokenPath: r.cfg.TokenPath(), Cluster: r.cfg.Cluster, Kube: r.adminClient, Log: r.log}
 	r.sup.Go("kube-apiserver", stopAPIServer, func(ctx context.Context) error { return r.exec.APIServer(ctx, args, js.Front) })
 	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
 	if err != nil {
