@@ -166,14 +166,17 @@ run: deps build images
 	ln -sf $(CURDIR)/$(AIRGAP_BUNDLE) /var/lib/k1s/agent/images/
 	./bin/k1s server
 
+# Same -trimpath and tags as bin/k1s: the test binaries then reuse the
+# Kubernetes packages the build compiled (on a cold machine a second
+# compile of Kubernetes would cost ~15 minutes).
 unit:
-	$(GO) test -count=1 ./internal/... ./cmd/... ./manifests/...
+	$(GO) test -count=1 -trimpath -tags "$(TAGS)" ./internal/... ./cmd/... ./manifests/...
 
 # End-to-end tests start the real binary; K1S_BIN points them at it.
 # tests/release is not among them: `make test-all` runs it.
 E2E_PKGS = $(filter-out %/tests/release,$(shell $(GO) list ./tests/...))
 e2e: build images
-	K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -timeout 40m -v $(E2E_PKGS)
+	K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -trimpath -tags "$(TAGS)" -timeout 45m -v $(E2E_PKGS)
 
 test: deps build images unit e2e
 

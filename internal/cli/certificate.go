@@ -17,7 +17,7 @@ import (
 const expiryWarning = 30
 
 func certificateCommand() *cli.Command {
-	d := &dayTwo{}
+	d := &serverTarget{}
 	var output string
 	return &cli.Command{
 		Name:  "certificate",
@@ -25,18 +25,18 @@ func certificateCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "check",
 			Usage: fmt.Sprintf("list every certificate with its subject, names and expiry; exit 1 if one expires within %d days", expiryWarning),
-			Flags: []cli.Flag{d.dataDirFlag(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json", Value: "table", Destination: &output}},
+			Flags: d.cliFlags(false, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "table or json", Value: "table", Destination: &output}),
 			Action: func(c *cli.Context) error {
 				if output != "table" && output != "json" {
 					return fmt.Errorf("--output %q: use table or json", output)
 				}
 				srv := d.server()
-				certs, err := pki.Inventory(time.Now(), srv.TLSDir(), filepath.Join(d.dataDir, "agent", "pki"))
+				certs, err := pki.Inventory(time.Now(), srv.TLSDir(), filepath.Join(d.DataDir, "agent", "pki"))
 				if err != nil {
 					return err
 				}
 				if len(certs) == 0 {
-					return fmt.Errorf("no certificates under %s: is --data-dir a k1s server's or agent's data dir?", d.dataDir)
+					return fmt.Errorf("no certificates under %s: is --data-dir a k1s server's or agent's data dir?", d.DataDir)
 				}
 				if output == "json" {
 					enc := json.NewEncoder(c.App.Writer)

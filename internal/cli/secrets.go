@@ -6,69 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/secretsenc"
 )
 
-// dayTwo is what the day-2 commands need to reach a server: its data dir
-// and the admin kubeconfig (--kubeconfig, else KUBECONFIG, else the one in
-// the data dir).
-type dayTwo struct {
-	dataDir    string
-	kubeconfig string
-}
-
-func (d *dayTwo) dataDirFlag() cli.Flag {
-	return &cli.StringFlag{Name: "data-dir", Aliases: []string{"d"}, Usage: "the server's data directory", EnvVars: []string{envName("data-dir")}, Value: config.DefaultDataDir, Destination: &d.dataDir}
-}
-
-func (d *dayTwo) flags() []cli.Flag {
-	return []cli.Flag{
-		d.dataDirFlag(),
-		&cli.StringFlag{Name: "kubeconfig", Usage: "admin kubeconfig (default: $KUBECONFIG, else <data-dir>/server/cred/admin.kubeconfig)", EnvVars: []string{"KUBECONFIG"}, Destination: &d.kubeconfig},
-	}
-}
-
-// server is the data dir's paths, as the server that owns it uses them.
-func (d *dayTwo) server() *config.Server {
-	return &config.Server{DataDir: d.dataDir}
-}
-
-// kube is a client for the running server.
-func (d *dayTwo) kube() (kubernetes.Interface, error) {
-	kc := d.kubeconfig
-	if kc == "" {
-		kc = filepath.Join(d.server().CredDir(), "admin.kubeconfig")
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
-		return nil, fmt.Errorf("admin kubeconfig: %w (is the server's data dir %s? set --data-dir or --kubeconfig)", err, d.dataDir)
-	}
-	rc.Timeout = 30 * time.Second
-	return kubernetes.NewForConfig(rc)
-}
-
-// datastore is the running server's kine socket, through which the stored
-// (encrypted) form of Secrets is read.
-func (d *dayTwo) datastore() (string, error) {
-	sock := d.server().KineSocket()
-	if _, err := os.Stat(sock); err != nil {
-		return "", fmt.Errorf("no datastore socket at %s: is `k1s server` running with --data-dir %s? (with an external etcd as datastore, read its keys with etcdctl instead)", sock, d.dataDir)
-	}
-	return "unix://" + sock, nil
-}
-
 func secretsEncryptCommand() *cli.Command {
-	d := &dayTwo{}
+	d := &serverTarget{}
 	var output string
 	return &cli.Command{
 		Name:  "secrets-encrypt",
@@ -77,7 +24,7 @@ func secretsEncryptCommand() *cli.Command {
 			{
 				Name:  "status",
 				Usage: "whether encryption is on, the active key, and how every stored Secret is encrypted",
-				Flags: append(d.flags(), &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "text or json", Value: "text", Destination: &output}),
+				Flags: d.cliFlags(true, &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "text or json", Value: "text", Destination: &output}),
 				Action: func(c *cli.Context) error {
 					if output != "text" && output != "json" {
 						return fmt.Errorf("--output %q: use text or json", output)
@@ -88,7 +35,7 @@ func secretsEncryptCommand() *cli.Command {
 			{
 				Name:  "reencrypt",
 				Usage: "re-write every Secret not stored with the active key (e.g. those written before encryption was on)",
-				Flags: d.flags(),
+				Flags: d.cliFlags(true),
 				Action: func(c *cli.Context) error {
 					cfg, ok, err := secretsenc.Load(d.server().EncryptionConfig())
 					if err != nil {
@@ -112,7 +59,7 @@ func secretsEncryptCommand() *cli.Command {
 			{
 				Name:  "rotate-keys",
 				Usage: "make a new key active, re-write every Secret with it, then drop the old keys (the server keeps running)",
-				Flags: d.flags(),
+				Flags: d.cliFlags(true),
 				Action: func(c *cli.Context) error {
 					r, err := d.rewriter(c.App.Writer)
 					if err != nil {
@@ -133,8 +80,8 @@ func secretsEncryptCommand() *cli.Command {
 	}
 }
 
-func (d *dayTwo) rewriter(w io.Writer) (secretsenc.Rewriter, error) {
-	kube, err := d.kube()
+func (d *serverTarget) rewriter(w io.Writer) (secretsenc.Rewriter, error) {
+	kube, _, err := d.client()
 	if err != nil {
 		return secretsenc.Rewriter{}, err
 	}
@@ -158,7 +105,7 @@ type encryptionStatus struct {
 	AllActive  bool           `json:"allWithActiveKey"`
 }
 
-func secretsStatus(ctx context.Context, w io.Writer, d *dayTwo, output string) error {
+func secretsStatus(ctx context.Context, w io.Writer, d *serverTarget, output string) error {
 	path := d.server().EncryptionConfig()
 	cfg, exists, err := secretsenc.Load(path)
 	if err != nil {

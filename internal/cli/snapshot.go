@@ -12,7 +12,7 @@ import (
 )
 
 func snapshotCommand() *cli.Command {
-	d := &dayTwo{}
+	d := &serverTarget{}
 	var dir, name string
 	dirFlag := &cli.StringFlag{Name: "snapshot-dir", Aliases: []string{"etcd-snapshot-dir"}, Usage: "where snapshots are (default <data-dir>/server/snapshots)", EnvVars: []string{envName("snapshot-dir")}, Destination: &dir}
 	snapDir := func() string {
@@ -28,7 +28,7 @@ func snapshotCommand() *cli.Command {
 			{
 				Name:  "save",
 				Usage: "take a consistent snapshot while the server runs",
-				Flags: append([]cli.Flag{d.dataDirFlag()}, dirFlag, &cli.StringFlag{Name: "name", Usage: "snapshot name; the time is appended", Value: snapshot.OnDemand, Destination: &name}),
+				Flags: d.cliFlags(false, dirFlag, &cli.StringFlag{Name: "name", Usage: "snapshot name; the time is appended", Value: snapshot.OnDemand, Destination: &name}),
 				Action: func(c *cli.Context) error {
 					db := d.server().DBDir() + "/state.db"
 					if _, err := os.Stat(db); err != nil {
@@ -46,7 +46,7 @@ func snapshotCommand() *cli.Command {
 				Name:    "ls",
 				Aliases: []string{"list"},
 				Usage:   "list snapshots",
-				Flags:   append([]cli.Flag{d.dataDirFlag()}, dirFlag),
+				Flags:   d.cliFlags(false, dirFlag),
 				Action: func(c *cli.Context) error {
 					all, err := snapshot.List(snapDir())
 					if err != nil {
@@ -64,7 +64,7 @@ func snapshotCommand() *cli.Command {
 				Name:      "delete",
 				Usage:     "delete snapshots by name",
 				ArgsUsage: "NAME...",
-				Flags:     append([]cli.Flag{d.dataDirFlag()}, dirFlag),
+				Flags:     d.cliFlags(false, dirFlag),
 				Action: func(c *cli.Context) error {
 					if c.NArg() == 0 {
 						return fmt.Errorf("name the snapshots to delete (see `k1s snapshot ls`)")

@@ -14,51 +14,11 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/pki"
 )
-
-// tokenTarget is how a `k1s token` command finds the cluster: the admin
-// kubeconfig in the server's data dir unless --kubeconfig/KUBECONFIG.
-type tokenTarget struct {
-	DataDir    string
-	Kubeconfig string
-}
-
-func (t *tokenTarget) flags(b *binder, withKubeconfig bool) {
-	b.str("data-dir", "the server's data directory", &t.DataDir, config.DefaultDataDir, "d")
-	if withKubeconfig {
-		b.strEnv("kubeconfig", "KUBECONFIG", "admin kubeconfig (default: <data-dir>/server/cred/admin.kubeconfig)", &t.Kubeconfig)
-	}
-}
-
-func (t *tokenTarget) server() *config.Server { return &config.Server{DataDir: t.DataDir} }
-
-// client connects with the admin kubeconfig.
-func (t *tokenTarget) client() (kubernetes.Interface, *rest.Config, error) {
-	path := t.Kubeconfig
-	if path == "" {
-		path = filepath.Join(t.server().CredDir(), "admin.kubeconfig")
-		if _, err := os.Stat(path); err != nil {
-			return nil, nil, fmt.Errorf("no admin kubeconfig at %s (%v): pass the server's --data-dir, or --kubeconfig", path, err)
-		}
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	rc.Timeout = 15 * time.Second
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, nil, err
-	}
-	return kube, rc, nil
-}
 
 // reachErr turns a failure to connect into advice; API errors pass.
 func reachErr(rc *rest.Config, err error) error {
@@ -114,7 +74,7 @@ func noArgs(c *cli.Context) error {
 }
 
 func tokenCreateCommand() *cli.Command {
-	var t tokenTarget
+	var t serverTarget
 	var r join.NewTokenRequest
 	var usages []string
 	b := &binder{}
@@ -172,7 +132,7 @@ func tokenCreateCommand() *cli.Command {
 }
 
 func tokenListCommand() *cli.Command {
-	var t tokenTarget
+	var t serverTarget
 	b := &binder{}
 	t.flags(b, true)
 	return &cli.Command{
@@ -222,7 +182,7 @@ func writeTokenTable(w io.Writer, toks []join.BootstrapToken, now time.Time) {
 }
 
 func tokenDeleteCommand() *cli.Command {
-	var t tokenTarget
+	var t serverTarget
 	b := &binder{}
 	t.flags(b, true)
 	return &cli.Command{
@@ -257,7 +217,7 @@ func tokenDeleteCommand() *cli.Command {
 }
 
 func tokenRotateCommand() *cli.Command {
-	var t tokenTarget
+	var t serverTarget
 	var newToken, newTokenFile string
 	b := &binder{}
 	t.flags(b, false)
