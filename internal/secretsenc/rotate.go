@@ -72,6 +72,24 @@ func (s Stored) NotOn(key string) []string {
 	return out
 }
 
+// storedKey is the key one Secret ("namespace/name") is stored with;
+// WaitFor polls it, and a read of every Secret each time would be waste.
+func storedKey(ctx context.Context, endpoint, name string) (string, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Context: ctx})
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctx, secretsPrefix+name)
+	if err != nil {
+		return "", fmt.Errorf("reading Secret %s from the datastore at %s: %w", name, endpoint, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", fmt.Errorf("Secret %s is not in the datastore", name)
+	}
+	return KeyOf(resp.Kvs[0].Value), nil
+}
+
 // Rewriter moves Secrets to the active key through the apiserver: an
 // update of a Secret read with an older key writes it with the active one.
 type Rewriter struct {
@@ -101,12 +119,8 @@ func (r Rewriter) WaitFor(ctx context.Context, key string, timeout time.Duration
 			_, err = secrets.Create(ctx, probe, metav1.CreateOptions{})
 		}
 		if err == nil {
-			var stored Stored
-			if stored, err = ReadStored(ctx, r.Endpoint); err == nil {
-				last = stored[metav1.NamespaceSystem+"/"+probeName]
-				if last == key {
-					return nil
-				}
+			if last, err = storedKey(ctx, r.Endpoint, metav1.NamespaceSystem+"/"+probeName); err == nil && last == key {
+				return nil
 			}
 		}
 		select {
