@@ -153,6 +153,20 @@ func splitRule(r string) (res, urls, names string, verbs []string, ok bool) {
 	return m[1], m[2], m[3], strings.Fields(m[4]), true
 }
 
+// sortVerbs puts a rule's verbs in order: kubectl merges the verbs of
+// several roles in no fixed order, so the same rights may print as
+// [get list watch patch update] in one run and [get list patch update watch]
+// in the next.
+func sortVerbs(rule string) string {
+	m := ruleLine.FindStringSubmatch(rule)
+	if m == nil {
+		return rule
+	}
+	verbs := strings.Fields(m[4])
+	slices.Sort(verbs)
+	return m[1] + " " + m[2] + " " + m[3] + " [" + strings.Join(verbs, " ") + "]"
+}
+
 // canIRules turns `kubectl auth can-i --list` output into one normalised
 // line per rule ("resource non-resource-urls resource-names verbs"), with
 // the node's name replaced by <node>, sorted.
@@ -168,7 +182,7 @@ func canIRules(out, node string) []string {
 		}
 		l := strings.Join(f, " ")
 		l = strings.ReplaceAll(l, node, "<node>")
-		rules = append(rules, l)
+		rules = append(rules, sortVerbs(l))
 	}
 	slices.Sort(rules)
 	return slices.Compact(rules)
@@ -214,7 +228,7 @@ func docIdentities(t *testing.T) map[string][]string {
 			continue
 		}
 		if block && strings.TrimSpace(line) != "" {
-			out[name] = append(out[name], strings.Join(strings.Fields(line), " "))
+			out[name] = append(out[name], sortVerbs(strings.Join(strings.Fields(line), " ")))
 		}
 	}
 	if err := sc.Err(); err != nil {
