@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // Config is what containerd is started with.
@@ -96,7 +98,7 @@ func (c Config) write() error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(c.ConfigPath(), data, 0o600)
+	return atomicfile.Write(c.ConfigPath(), data, 0o600)
 }
 
 // HasCapSysResource reports whether this process may lower oom_score_adj.

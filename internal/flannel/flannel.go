@@ -26,6 +26,8 @@ import (
 	"github.com/flannel-io/flannel/pkg/trafficmngr"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/nftables"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // Backends k1s offers; "none" means no flannel and no CNI config at all.
@@ -93,7 +95,7 @@ func Run(ctx context.Context, cfg Config, ready func(Network)) error {
 		return err
 	}
 	confPath := filepath.Join(cfg.ConfDir, "net-conf.json")
-	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
+	if err := atomicfile.Write(confPath, conf, 0o600); err != nil {
 		return err
 	}
 	// The kube subnet manager learns its node's name only from the

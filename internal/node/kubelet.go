@@ -8,6 +8,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/k1s-io/k1s/internal/atomicfile"
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/pki"
 )
@@ -77,7 +78,7 @@ func writeKubeletConfig(path string, c map[string]any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // cgroupV2 reports whether /sys/fs/cgroup is the unified hierarchy.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/k1s-io/k1s/internal/atomicfile"
 	"github.com/k1s-io/k1s/internal/datastore"
 	"github.com/k1s-io/k1s/internal/snapshot"
 )
@@ -40,7 +41,7 @@ func (r *run) restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("--cluster-reset-restore-path: %w (nothing was changed)", err)
 	}
-	if err := os.WriteFile(mark, sum, 0o600); err != nil {
+	if err := atomicfile.Write(mark, sum, 0o600); err != nil {
 		return err
 	}
 	if kept != "" {
