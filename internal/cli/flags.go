@@ -88,7 +88,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.duration("datastore-connect-timeout", "how long start-up waits for the datastore", &cfg.Datastore.ConnectTimeout, config.DefaultDatastoreWait)
 	b.duration("datastore-compact-interval", "how often old revisions are compacted (0 disables)", &cfg.Datastore.CompactInterval, config.DefaultCompactInterval)
 	b.duration("datastore-compact-timeout", "time limit of one compaction batch", &cfg.Datastore.CompactTimeout, config.DefaultCompactTimeout)
-	b.int64("datastore-compact-min-retain", "revisions kept by compaction", &cfg.Datastore.CompactMinRetain, config.DefaultCompactRetain)
+	b.int64("datastore-compact-min-retain", "revisions always kept by compaction beyond the last interval's history", &cfg.Datastore.CompactMinRetain, config.DefaultCompactRetain)
 	b.int64("datastore-compact-batch-size", "revisions removed per compaction batch", &cfg.Datastore.CompactBatchSize, config.DefaultCompactBatch)
 	b.bool("disable-snapshots", "take no scheduled snapshots of the SQLite datastore", &cfg.Snapshots.Disable, "etcd-disable-snapshots")
 	b.str("snapshot-schedule", "when to snapshot the SQLite datastore (cron, e.g. \"0 */12 * * *\", or @every 6h)", &cfg.Snapshots.Schedule, config.DefaultSnapshotSchedule, "etcd-snapshot-schedule-cron")

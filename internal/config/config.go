@@ -39,8 +39,12 @@ const (
 	DefaultDatastoreWait   = 30 * time.Second
 	DefaultCompactInterval = 5 * time.Minute
 	DefaultCompactTimeout  = 5 * time.Second
-	DefaultCompactRetain   = 1000
-	DefaultCompactBatch    = 1000
+	// DefaultCompactRetain 0 keeps what the apiserver keeps on etcd: each
+	// compaction removes the history older than the previous one, so
+	// watchers can resume from anything newer than one interval; a fixed
+	// number of revisions would keep hours of history on a quiet cluster.
+	DefaultCompactRetain = 0
+	DefaultCompactBatch  = 1000
 	// MinCompactBatch is the smallest batch kine accepts.
 	MinCompactBatch = 100
 	// DefaultSnapshotSchedule is cron for "every 12 hours, on the hour".

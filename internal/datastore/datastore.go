@@ -5,6 +5,8 @@
 // Start-up waits for a remote datastore at most --datastore-connect-timeout;
 // the embedded SQLite has no deadline (kine vacuums it at start, which takes
 // as long as the database is large and the disk slow) and logs progress.
+// While it runs, housekeeping keeps the SQLite file and its write-ahead
+// log near the size of what kine's compaction leaves (Housekeep).
 package datastore
 
 import (
@@ -37,17 +39,21 @@ type Store struct {
 }
 
 // Endpoint returns the kine endpoint for cfg: the given one, or the SQLite
-// file in the data dir (in WAL mode).
+// file in the data dir (in WAL mode, with incremental auto-vacuum so that
+// housekeeping can shrink it while it runs). A sqlite:// endpoint without
+// parameters gets the same ones.
 func Endpoint(cfg *config.Server) string {
 	ep := cfg.Datastore.Endpoint
 	if ep == "" {
-		return "sqlite://" + cfg.DBDir() + "/state.db?" + sqlite.DefaultParams
+		return "sqlite://" + cfg.DBDir() + "/state.db?" + sqliteParams
 	}
 	if strings.HasPrefix(ep, "sqlite://") && !strings.Contains(ep, "?") {
-		return ep + "?" + sqlite.DefaultParams
+		return ep + "?" + sqliteParams
 	}
 	return ep
 }
+
+var sqliteParams = sqlite.DefaultParams + "&" + autoVacuumParam
 
 // Describe names an endpoint without its credentials.
 func Describe(ep string) string {
@@ -182,6 +188,13 @@ func StartContext(ctx context.Context, cfg *config.Server) (*Store, error) {
 			}
 			s.Endpoints = r.etcd.Endpoints
 			s.CAFile, s.CertFile, s.KeyFile = r.etcd.TLSConfig.CAFile, r.etcd.TLSConfig.CertFile, r.etcd.TLSConfig.KeyFile
+			if dbPath != "" {
+				every := cfg.Datastore.CompactInterval
+				if every <= 0 {
+					every = config.DefaultCompactInterval
+				}
+				housekeeper(kctx, s.wg, dbPath, every, log)
+			}
 			return s, nil
 		case <-progress:
 			log.Infof("still opening SQLite database %s (%d MB) after %s: kine vacuums it at start, which takes a while for a large database on slow storage; k1s waits (--datastore-connect-timeout applies to remote datastores only)",
