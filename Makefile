@@ -189,11 +189,11 @@ test-all: test
 	$(MAKE) --no-print-directory release-check
 	K1S_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -timeout 30m -v ./tests/release/...
 
-# The network benchmark appends its section to the report the first one writes.
+# The network and datastore benchmarks append their sections to the report the first one writes.
 bench: build images
 	$(GO) run ./tests/bench -bin $(CURDIR)/bin/k1s -out docs/benchmarks.md
 	cd tests && K1S_BIN=$(CURDIR)/bin/k1s K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md \
-		$(GO) test -count=1 -run '^$$' -bench BenchmarkNetwork -benchtime 1x -timeout 30m .
+		$(GO) test -count=1 -run '^$$' -bench 'BenchmarkNetwork|BenchmarkDatastoreChurn' -benchtime 1x -timeout 45m .
 
 clean:
 	rm -rf bin $(DIST)

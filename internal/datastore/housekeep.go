@@ -21,6 +21,9 @@ const autoVacuumParam = "_auto_vacuum=incremental"
 // compaction) above which housekeeping hands it back to the filesystem.
 const reclaimAt = 1 << 20
 
+// reclaimStep is how much free space one vacuum transaction returns.
+const reclaimStep = 4 << 20
+
 // Usage is what housekeeping found and did in one pass.
 type Usage struct {
 	FileBytes, FreeBytes, WALBytes int64 // before the pass
@@ -62,19 +65,10 @@ func Housekeep(ctx context.Context, path string) (Usage, error) {
 	u.WALBytes = fileSize(path + "-wal")
 	u.Incremental = mode == 2
 	if u.Incremental && u.FreeBytes > reclaimAt {
-		// Returns rows while it works; draining them runs it to the end.
-		rows, err := db.QueryContext(ctx, "PRAGMA incremental_vacuum")
+		left, err := vacuum(ctx, db, free, reclaimStep/pageSize)
+		u.Reclaimed = (free - left) * pageSize
 		if err != nil {
 			return u, fmt.Errorf("incremental vacuum: %w", err)
-		}
-		for rows.Next() {
-		}
-		if err := rows.Close(); err != nil {
-			return u, fmt.Errorf("incremental vacuum: %w", err)
-		}
-		var after int64
-		if err := db.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&after); err == nil {
-			u.Reclaimed = (free - after) * pageSize
 		}
 	}
 	// TRUNCATE copies the WAL into the file (which is where a vacuum's
@@ -86,6 +80,33 @@ func Housekeep(ctx context.Context, path string) (Usage, error) {
 	}
 	u.Checkpointed = busy == 0
 	return u, nil
+}
+
+// vacuum returns free pages step pages at a time, each step its own write
+// transaction, so that kine's writes wait for one step (milliseconds), not
+// for the whole file. It returns the free pages left.
+func vacuum(ctx context.Context, db *sql.DB, free, step int64) (int64, error) {
+	for free > 0 && ctx.Err() == nil {
+		// The pragma returns rows while it works; draining them runs it.
+		rows, err := db.QueryContext(ctx, fmt.Sprintf("PRAGMA incremental_vacuum(%d)", step))
+		if err != nil {
+			return free, err
+		}
+		for rows.Next() {
+		}
+		if err := rows.Close(); err != nil {
+			return free, err
+		}
+		left := free
+		if err := db.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&left); err != nil {
+			return free, err
+		}
+		if left >= free { // nothing moved: do not spin
+			return left, nil
+		}
+		free = left
+	}
+	return free, ctx.Err()
 }
 
 // housekeeper runs Housekeep every interval until ctx ends.
