@@ -162,11 +162,6 @@ func TestJoinTokens(t *testing.T) {
 		}
 	})
 
-	var (
-		h2      *harness.NetHost
-		a2      *harness.Server
-		rotated string // the server token a2 joined with
-	)
 	t.Run("rotate", func(t *testing.T) {
 		old := strings.TrimSpace(string(serverTok))
 		file := filepath.Join(t.TempDir(), "new-token")
@@ -191,64 +186,61 @@ func TestJoinTokens(t *testing.T) {
 		out = runAgentOnce(t, h, url, old, "--node-name", "tok-old")
 		mustContain(t, out, "refused the token (wrong token)", "agent output with the old server token")
 
-		h2 = lab.AddHost(t, "tok2")
-		a2 = startAgentToken(t, s, lab, h2, want, noImages)
-		rotated = want
+		h2 := lab.AddHost(t, "tok2")
+		a2 := startAgentToken(t, s, lab, h2, want, noImages)
 		eventually(t, time.Minute, "agent joined with the new server token Ready", func() error { return nodeReady(s, h2.Name) })
 		if err := nodeReady(s, h.Name); err != nil {
 			t.Errorf("the agent joined before the rotation: %v", err)
 		}
-	})
 
-	// Restarted agents re-authenticate with their node certificates: a2's
-	// server token is rotated away, a1's bootstrap token is deleted, and
-	// both come back with the token they were started with.
-	t.Run("restart", func(t *testing.T) {
-		if a2 == nil {
-			t.Fatal("needs the agent the rotate subtest started")
-		}
-		file := filepath.Join(t.TempDir(), "new-token")
-		if err := os.WriteFile(file, []byte("rotated-again-0123456789\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if code, out := k1sToken(t, s, "rotate", "--new-token-file", file); code != 0 {
-			t.Fatalf("k1s token rotate: exit %d\n%s", code, out)
-		}
-		if code, out := k1sToken(t, s, "delete", id); code != 0 {
-			t.Fatalf("k1s token delete %s: exit %d\n%s", id, code, out)
-		}
-		for _, c := range []struct {
-			a    *harness.Server
-			name string
-		}{{a1, h.Name}, {a2, h2.Name}} {
-			certPath := filepath.Join(c.a.DataDir, "agent", "pki", "client-kubelet.crt")
-			before, err := os.ReadFile(certPath)
-			if err != nil {
+		// Restarted agents re-authenticate with their node certificates: a2's
+		// server token is rotated away, a1's bootstrap token is deleted, and
+		// both come back with the token they were started with (a2 lives as
+		// long as this subtest).
+		t.Run("restart", func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "new-token")
+			if err := os.WriteFile(file, []byte("rotated-again-0123456789\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.a.Stop(60 * time.Second); err != nil {
-				t.Fatalf("stopping the agent of %s: %v", c.name, err)
+			if code, out := k1sToken(t, s, "rotate", "--new-token-file", file); code != 0 {
+				t.Fatalf("k1s token rotate: exit %d\n%s", code, out)
 			}
-			started := time.Now()
-			if err := c.a.Start(); err != nil { // same arguments: the old token
-				t.Fatal(err)
+			if code, out := k1sToken(t, s, "delete", id); code != 0 {
+				t.Fatalf("k1s token delete %s: exit %d\n%s", id, code, out)
 			}
-			if err := c.a.WaitLog("k1s agent is ready", 3*time.Minute); err != nil {
-				t.Fatalf("%s restarted with its old token: %v", c.name, err)
+			for _, c := range []struct {
+				a    *harness.Server
+				name string
+			}{{a1, h.Name}, {a2, h2.Name}} {
+				certPath := filepath.Join(c.a.DataDir, "agent", "pki", "client-kubelet.crt")
+				before, err := os.ReadFile(certPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.a.Stop(60 * time.Second); err != nil {
+					t.Fatalf("stopping the agent of %s: %v", c.name, err)
+				}
+				started := time.Now()
+				if err := c.a.Start(); err != nil { // same arguments: the old token
+					t.Fatal(err)
+				}
+				if err := c.a.WaitLog("k1s agent is ready", 3*time.Minute); err != nil {
+					t.Fatalf("%s restarted with its old token: %v", c.name, err)
+				}
+				t.Logf("%s back in %s", c.name, time.Since(started).Round(time.Millisecond))
+				if !logLineWith(c.a.Log(), "as node "+c.name+" (", ") with its node certificate") {
+					t.Errorf("%s: the log does not say it joined with its node certificate:\n%s", c.name, c.a.Tail(30))
+				}
+				after, err := os.ReadFile(certPath)
+				if err != nil || string(after) == string(before) {
+					t.Errorf("%s: the re-authentication did not renew the kubelet certificate (%v)", c.name, err)
+				}
+				eventually(t, time.Minute, c.name+" Ready after its restart", func() error { return nodeReady(s, c.name) })
 			}
-			t.Logf("%s back in %s", c.name, time.Since(started).Round(time.Millisecond))
-			if !logLineWith(c.a.Log(), "as node "+c.name+" (", ") with its node certificate") {
-				t.Errorf("%s: the log does not say it joined with its node certificate:\n%s", c.name, c.a.Tail(30))
-			}
-			after, err := os.ReadFile(certPath)
-			if err != nil || string(after) == string(before) {
-				t.Errorf("%s: the re-authentication did not renew the kubelet certificate (%v)", c.name, err)
-			}
-			eventually(t, time.Minute, c.name+" Ready after its restart", func() error { return nodeReady(s, c.name) })
-		}
-		// A new agent with the token rotated away is still refused.
-		out := runAgentOnce(t, h2, url, rotated, "--node-name", "tok-rotated")
-		mustContain(t, out, "refused the token (wrong token)", "agent output with the rotated-away server token")
+			// A new agent with the token rotated away is still refused.
+			out := runAgentOnce(t, h2, url, want, "--node-name", "tok-rotated")
+			mustContain(t, out, "refused the token (wrong token)", "agent output with the rotated-away server token")
+		})
 	})
 
 	out, _ = s.Kubectl("get", "nodes", "-o", "name")

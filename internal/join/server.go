@@ -100,9 +100,9 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		lim.refuse(s.Log, addr, code == http.StatusUnauthorized, msg)
 		fail(w, code, msg)
 	}
-	refuseWith := func(r *refusal) {
-		lim.refuse(s.Log, addr, r.counts, r.msg)
-		fail(w, r.code, r.msg)
+	refuseWith := func(rf *refusal) {
+		lim.refuse(s.Log, addr, rf.counts, rf.msg)
+		fail(w, rf.code, rf.msg)
 	}
 	// No Authorization but a client certificate: a joined node
 	// re-authenticates (reauth.go). Anything else needs a token.
