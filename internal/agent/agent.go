@@ -166,7 +166,7 @@ func (a *agent) joinOnce(ctx context.Context, req join.Request, pkiDir string) (
 	resp, err := a.client.Rejoin(ctx, req, id)
 	var refused *join.CertRefused
 	if !errors.As(err, &refused) {
-		return resp, "its node certificate (expires " + id.NotAfter.UTC().Format(time.DateOnly) + ")", err
+		return resp, "its node certificate", err
 	}
 	a.log.Warnf("%v: trying the token", refused)
 	resp, err = a.client.Join(ctx, req)
