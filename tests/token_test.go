@@ -56,7 +56,10 @@ func nodeReady(s *harness.Server, name string) error {
 // TestJoinTokens: bootstrap tokens made by `k1s token create` join an
 // agent like the server token; a deleted, expired or malformed one is
 // refused; `k1s token rotate` refuses the old server token and accepts the
-// new one at once, while a joined agent stays Ready. One server for all.
+// new one at once, while a joined agent stays Ready; agents restarted after
+// their token was rotated away or deleted come back with their own node
+// certificates, and a new agent with such a token is refused. One server
+// for all.
 func TestJoinTokens(t *testing.T) {
 	lab := harness.NewLab(t)
 	h := lab.AddHost(t, "tok1")
@@ -101,7 +104,7 @@ func TestJoinTokens(t *testing.T) {
 
 	// The agent joined with a bootstrap token is the one that must stay
 	// Ready across the server token's rotation below.
-	startAgentToken(t, s, lab, h, tok, noImages)
+	a1 := startAgentToken(t, s, lab, h, tok, noImages)
 	eventually(t, time.Minute, "agent joined with a bootstrap token Ready", func() error { return nodeReady(s, h.Name) })
 
 	t.Run("deleted", func(t *testing.T) {
@@ -184,15 +187,78 @@ func TestJoinTokens(t *testing.T) {
 		mustContain(t, out, "refused the token (wrong token)", "agent output with the old server token")
 
 		h2 := lab.AddHost(t, "tok2")
-		startAgentToken(t, s, lab, h2, want, noImages)
+		a2 := startAgentToken(t, s, lab, h2, want, noImages)
 		eventually(t, time.Minute, "agent joined with the new server token Ready", func() error { return nodeReady(s, h2.Name) })
 		if err := nodeReady(s, h.Name); err != nil {
 			t.Errorf("the agent joined before the rotation: %v", err)
 		}
+
+		// Restarted agents re-authenticate with their node certificates: a2's
+		// server token is rotated away, a1's bootstrap token is deleted, and
+		// both come back with the token they were started with (a2 lives as
+		// long as this subtest).
+		t.Run("restart", func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "new-token")
+			if err := os.WriteFile(file, []byte("rotated-again-0123456789\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if code, out := k1sToken(t, s, "rotate", "--new-token-file", file); code != 0 {
+				t.Fatalf("k1s token rotate: exit %d\n%s", code, out)
+			}
+			if code, out := k1sToken(t, s, "delete", id); code != 0 {
+				t.Fatalf("k1s token delete %s: exit %d\n%s", id, code, out)
+			}
+			for _, c := range []struct {
+				a    *harness.Server
+				name string
+			}{{a1, h.Name}, {a2, h2.Name}} {
+				certPath := filepath.Join(c.a.DataDir, "agent", "pki", "client-kubelet.crt")
+				before, err := os.ReadFile(certPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.a.Stop(60 * time.Second); err != nil {
+					t.Fatalf("stopping the agent of %s: %v", c.name, err)
+				}
+				started := time.Now()
+				if err := c.a.Start(); err != nil { // same arguments: the old token
+					t.Fatal(err)
+				}
+				if err := c.a.WaitLog("k1s agent is ready", 3*time.Minute); err != nil {
+					t.Fatalf("%s restarted with its old token: %v", c.name, err)
+				}
+				t.Logf("%s back in %s", c.name, time.Since(started).Round(time.Millisecond))
+				if !logLineWith(c.a.Log(), "as node "+c.name+" (", ") with its node certificate") {
+					t.Errorf("%s: the log does not say it joined with its node certificate:\n%s", c.name, c.a.Tail(30))
+				}
+				after, err := os.ReadFile(certPath)
+				if err != nil || string(after) == string(before) {
+					t.Errorf("%s: the re-authentication did not renew the kubelet certificate (%v)", c.name, err)
+				}
+				eventually(t, time.Minute, c.name+" Ready after its restart", func() error { return nodeReady(s, c.name) })
+			}
+			// A new agent with the token rotated away is still refused.
+			out := runAgentOnce(t, h2, url, want, "--node-name", "tok-rotated")
+			mustContain(t, out, "refused the token (wrong token)", "agent output with the rotated-away server token")
+		})
 	})
 
 	out, _ = s.Kubectl("get", "nodes", "-o", "name")
 	if strings.Contains(out, "tok-") {
 		t.Errorf("a refused agent registered a node: %s", out)
 	}
+}
+
+// logLineWith reports whether one line of log contains all of subs.
+func logLineWith(log string, subs ...string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		all := true
+		for _, sub := range subs {
+			all = all && strings.Contains(l, sub)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }

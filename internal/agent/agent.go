@@ -7,7 +7,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"time"
 
@@ -120,7 +122,7 @@ func (a *agent) join(ctx context.Context) error {
 	req := join.Request{NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP, Password: password}
 	var lastReport time.Time
 	for {
-		resp, err := a.client.Join(ctx, req)
+		resp, how, err := a.joinOnce(ctx, req, n.PKIDir())
 		if err == nil {
 			if resp.FlannelBackend == "" { // servers before flannel sent none
 				resp.FlannelBackend = config.DefaultFlannelBackend
@@ -129,7 +131,7 @@ func (a *agent) join(ctx context.Context) error {
 				return fmt.Errorf("server %s sent cluster settings k1s cannot use: %w", a.client.URL, err)
 			}
 			a.joined = resp
-			a.log.Infof("joined %s as node %s (%s)", a.client.URL, a.cfg.NodeName, a.cfg.NodeIP)
+			a.log.Infof("joined %s as node %s (%s) with %s", a.client.URL, a.cfg.NodeName, a.cfg.NodeIP, how)
 			return nil
 		}
 		if join.IsPermanent(err) {
@@ -145,6 +147,33 @@ func (a *agent) join(ctx context.Context) error {
 		case <-time.After(max(retryEvery, join.WaitHint(err))):
 		}
 	}
+}
+
+// joinOnce makes one attempt to join and says with what. A node that
+// joined before presents its own certificate and password first, so that a
+// restart needs no valid token (the server token may have been rotated, a
+// bootstrap token deleted); if the server refuses that, or no longer knows
+// the node, the token is tried.
+func (a *agent) joinOnce(ctx context.Context, req join.Request, pkiDir string) (*join.Response, string, error) {
+	id, err := join.LoadIdentity(pkiDir, req.NodeName, a.client.Token, time.Now())
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			a.log.Infof("not re-authenticating with the node's certificate (%v): using the token", err)
+		}
+		resp, err := a.client.Join(ctx, req)
+		return resp, "the token", err
+	}
+	resp, err := a.client.Rejoin(ctx, req, id)
+	var refused *join.CertRefused
+	if !errors.As(err, &refused) {
+		return resp, "its node certificate", err
+	}
+	a.log.Warnf("%v: trying the token", refused)
+	resp, err = a.client.Join(ctx, req)
+	if join.IsPermanent(err) {
+		err = &join.Permanent{Err: fmt.Errorf("%v; and %w. Create a token on the server with 'k1s token create' and restart the agent with it (--token-file, K1S_TOKEN or --token)", refused, err)}
+	}
+	return resp, "the token", err
 }
 
 // credentials writes the certificates the server issued at the join.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -33,6 +34,14 @@ func quietLog() logrus.FieldLogger {
 // joinServer serves the real join endpoints of a fresh server PKI over TLS,
 // handing out the given cluster settings; it returns the URL and the token.
 func joinServer(t *testing.T, cluster config.Cluster) (string, string) {
+	t.Helper()
+	_, _, url, token := newJoinServer(t, cluster)
+	return url, token
+}
+
+// newJoinServer is joinServer that also returns the server and its
+// apiserver stand-in.
+func newJoinServer(t *testing.T, cluster config.Cluster) (*join.Server, *fake.Clientset, string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	scfg := &config.Server{DataDir: dir, AdvertiseAddress: "192.0.2.10", BindAddress: "127.0.0.1", HTTPSPort: 6443,
@@ -54,10 +63,11 @@ func joinServer(t *testing.T, cluster config.Cluster) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	// As the apiserver: client certificates are requested, not verified.
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return "https://" + srv.Listener.Addr().String(), res.Token
+	return js, kube, "https://" + srv.Listener.Addr().String(), res.Token
 }
 
 func testCluster() config.Cluster {
@@ -69,7 +79,13 @@ func testCluster() config.Cluster {
 // node config it was given and starts one supervised component.
 func testAgent(t *testing.T, url, token string) (*agent, []pipeline.Step, *executortest.Fake, *config.Node) {
 	t.Helper()
-	cfg := &config.Agent{DataDir: t.TempDir(), RunDir: t.TempDir(), ServerURL: url, Token: token,
+	return testAgentIn(t, t.TempDir(), url, token)
+}
+
+// testAgentIn is testAgent with the given data dir.
+func testAgentIn(t *testing.T, dataDir, url, token string) (*agent, []pipeline.Step, *executortest.Fake, *config.Node) {
+	t.Helper()
+	cfg := &config.Agent{DataDir: dataDir, RunDir: t.TempDir(), ServerURL: url, Token: token,
 		NodeOptions: config.NodeOptions{NodeName: "edge-2", NodeIP: "192.0.2.20"}}
 	if err := cfg.Complete(); err != nil {
 		t.Fatal(err)
@@ -167,5 +183,72 @@ func TestAgentRefusesInvalidClusterSettings(t *testing.T) {
 	}
 	if ev := f.Events(); slices.Contains(ev, "step node") {
 		t.Errorf("node step ran: %v", ev)
+	}
+}
+
+// runUntilKubelet serves a until its node's stand-in kubelet started, then
+// stops it.
+func runUntilKubelet(t *testing.T, a *agent, steps []pipeline.Step, f *executortest.Fake) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.serve(ctx, steps) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Contains(f.Events(), "start kubelet") {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("node did not start; events %v", f.Events())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve() = %v", err)
+	}
+}
+
+// joinLogged runs a's join step alone and returns its log and error.
+func joinLogged(a *agent) (string, error) {
+	var buf strings.Builder
+	l := logrus.New()
+	l.SetOutput(&buf)
+	a.log = l
+	err := a.join(context.Background())
+	return buf.String(), err
+}
+
+// A restarted agent re-authenticates with its own certificate when its
+// token no longer works; once the server has forgotten the node it falls
+// back to the token, and says what to do when that fails too.
+func TestAgentRestartsWithItsOwnCertificate(t *testing.T) {
+	js, kube, url, token := newJoinServer(t, testCluster())
+	dataDir := t.TempDir()
+	a, steps, f, _ := testAgentIn(t, dataDir, url, token)
+	runUntilKubelet(t, a, steps, f)
+
+	js.Secret = "rotated-secret-0123456789" // `k1s token rotate`
+	a, _, _, _ = testAgentIn(t, dataDir, url, token)
+	log, err := joinLogged(a)
+	if err != nil || !strings.Contains(log, "as node edge-2 (192.0.2.20) with its node certificate") {
+		t.Fatalf("restart after the rotation: %v\n%s", err, log)
+	}
+
+	// The Node was deleted, which deletes its password Secret.
+	if err := kube.CoreV1().Secrets("kube-system").Delete(context.Background(), "edge-2.node-password.k1s", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a, _, _, _ = testAgentIn(t, dataDir, url, token)
+	log, err = joinLogged(a)
+	if err == nil || !strings.Contains(err.Error(), "does not know this node any more") || !strings.Contains(err.Error(), "refused the token") ||
+		!strings.Contains(err.Error(), "restart the agent with it") {
+		t.Fatalf("deleted node, old token: %v, want both refusals and what to do", err)
+	}
+	if !strings.Contains(log, "trying the token") {
+		t.Errorf("the fallback to the token is not logged:\n%s", log)
+	}
+	newToken := token[:strings.LastIndex(token, ":")+1] + js.Secret
+	a, _, _, _ = testAgentIn(t, dataDir, url, newToken)
+	if log, err := joinLogged(a); err != nil || !strings.Contains(log, "with the token") {
+		t.Fatalf("deleted node, new token: %v\n%s", err, log)
 	}
 }

@@ -4,11 +4,14 @@
 // agent checks against the hash in its K10 token before it trusts anything)
 // and POST /v1-k1s/join (authenticated by the server token's secret, re-read
 // from its file at every join, or by a Kubernetes bootstrap token looked up
-// through the apiserver; throttled per source address after wrong tokens,
-// closed until the server has claimed its own node name), which refuses
+// through the apiserver, or for a node that joined before by its own
+// kubelet client certificate and node password, for that node only;
+// throttled per source address after wrong credentials, closed until the
+// server has claimed its own node name), which refuses
 // names and addresses of the apiserver, reserves the node name for the
 // host's node password and issues the node's certificates. The client side
-// is the agent's half. The package also creates, lists and deletes
+// is the agent's half, which tries the node's own certificate before the
+// token. The package also creates, lists and deletes
 // bootstrap tokens and rotates the server token, for `k1s token`.
 package join
 

@@ -100,8 +100,21 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		lim.refuse(s.Log, addr, code == http.StatusUnauthorized, msg)
 		fail(w, code, msg)
 	}
-	secret, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if err := s.authenticate(r, secret); err != nil {
+	refuseWith := func(rf *refusal) {
+		lim.refuse(s.Log, addr, rf.counts, rf.msg)
+		fail(w, rf.code, rf.msg)
+	}
+	// No Authorization but a client certificate: a joined node
+	// re-authenticates (reauth.go). Anything else needs a token.
+	certNode := ""
+	if r.Header.Get("Authorization") == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		name, bad := s.certNode(r.TLS.PeerCertificates, time.Now())
+		if bad != nil {
+			refuseWith(bad)
+			return
+		}
+		certNode = name
+	} else if err := s.authenticate(r, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")); err != nil {
 		var bad *errBadBootstrap
 		if errors.As(err, &bad) {
 			refuse(http.StatusUnauthorized, bad.msg)
@@ -126,7 +139,18 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	if err := ClaimNodeName(r.Context(), kube, req.NodeName, req.Password); err != nil {
+	if certNode != "" {
+		bad, err := admitNode(r.Context(), kube, certNode, &req)
+		if err != nil {
+			s.Log.Warnf("join from %s: cannot check node %s's password: %v", addr, certNode, err)
+			fail(w, http.StatusServiceUnavailable, "checking the node password: "+err.Error())
+			return
+		}
+		if bad != nil {
+			refuseWith(bad)
+			return
+		}
+	} else if err := ClaimNodeName(r.Context(), kube, req.NodeName, req.Password); err != nil {
 		if errors.Is(err, ErrNameTaken) {
 			refuse(http.StatusConflict, err.Error())
 			return
@@ -144,7 +168,11 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := Response{Certs: *certs, Cluster: s.Cluster}
-	s.Log.Infof("node %s (%s) joined from %s", req.NodeName, req.NodeIP, r.RemoteAddr)
+	how := "a token"
+	if certNode != "" {
+		how = "its node certificate"
+	}
+	s.Log.Infof("node %s (%s) joined from %s with %s", req.NodeName, req.NodeIP, r.RemoteAddr, how)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
 }
