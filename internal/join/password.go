@@ -17,6 +17,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/k1s-io/k1s/internal/atomicfile"
 )
 
 // ErrNameTaken: the node name belongs to another host.
@@ -84,7 +86,9 @@ func NodePassword(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(path, []byte(p+"\n"), 0o600); err != nil {
+	// Atomic: a power cut mid-write must not leave a short password,
+	// which would lock this node out of its own name.
+	if err := atomicfile.Write(path, []byte(p+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return p, nil
