@@ -204,9 +204,12 @@ else
 	fetch k1s-killall.sh
 	chmod 0755 "$tmp/$exe_name"
 	new_exe=$tmp/$exe_name
-	"$new_exe" --version >/dev/null 2>&1 || fatal "the downloaded $exe_name does not run on this machine ($(uname -m))"
+	# The release file unpacks its k1s into <data-dir>/data/ on its first
+	# start: doing it here, with the data dir k1s will use, keeps that wait
+	# out of the service's start.
+	K1S_DATA_DIR=$data_dir "$new_exe" --version >/dev/null 2>&1 || fatal "the downloaded $exe_name does not run on this machine ($(uname -m))"
 fi
-version=$("${new_exe:-$bin_dir/k1s}" --version 2>/dev/null | head -n 1)
+version=$(K1S_DATA_DIR=$data_dir "${new_exe:-$bin_dir/k1s}" --version 2>/dev/null | head -n 1)
 
 # --- install ----------------------------------------------------------------
 
