@@ -18,7 +18,7 @@ LDFLAGS       := -s -w \
 
 export CGO_ENABLED := 1
 
-.PHONY: all build deps release-deps run test test-all unit e2e bench clean images
+.PHONY: all build deps release-deps run test test-all unit e2e bench bench-release clean images
 all: build
 
 build: bin/k1s
@@ -204,11 +204,20 @@ test-all: test
 	$(MAKE) --no-print-directory release-check
 	K1S_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -timeout 30m -v ./tests/release/...
 
-# The network benchmark appends its section to the report the first one writes.
+# The network and release benchmarks append their sections to the report
+# the first one writes.
 bench: build images
 	$(GO) run ./tests/bench -bin $(CURDIR)/bin/k1s -out docs/benchmarks.md
 	cd tests && K1S_BIN=$(CURDIR)/bin/k1s K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md \
 		$(GO) test -count=1 -run '^$$' -bench BenchmarkNetwork -benchtime 1x -timeout 30m .
+	$(MAKE) --no-print-directory release-amd64
+	K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md $(MAKE) --no-print-directory bench-release
+
+# Size of dist/k1s (what install.sh downloads) and its first and second
+# start (unpack, then exec); appended to the report when K1S_BENCH_REPORT
+# is set (make bench sets it).
+bench-release:
+	K1S_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -trimpath -tags "$(TAGS)" -run '^$$' -bench BenchmarkRelease -benchtime 1x -v ./tests/release
 
 clean:
 	rm -rf bin $(DIST)
