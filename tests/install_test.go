@@ -30,7 +30,40 @@ import (
 var distFiles = []string{"k1s", harness.BundleName, "k1s-killall.sh"}
 
 // checkout is the repository root of the binary under test.
-func checkout() string { return filepath.Dir(filepath.Dir(harness.Bin())) }
+func checkout() string {
+	if checkoutRoot != "" {
+		return checkoutRoot
+	}
+	return filepath.Dir(filepath.Dir(harness.Bin()))
+}
+
+// checkoutRoot, when set, overrides checkout() (see runDirectly).
+var checkoutRoot string
+
+// runDirectly points K1S_BIN, for the rest of t, at the k1s inside the
+// release file under test (unpacked into a temporary folder), so that
+// kubectl calls unpack nothing into the default /var/lib/k1s; checkout()
+// keeps naming the repository.
+func runDirectly(t *testing.T) {
+	t.Helper()
+	root := checkout()
+	f, err := os.Open(harness.Bin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, err := selfextract.ReadTrailer(f)
+	if err != nil {
+		return // a plain k1s
+	}
+	res, err := selfextract.Ensure(f, tr, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkoutRoot = root
+	t.Cleanup(func() { checkoutRoot = "" })
+	t.Setenv("K1S_BIN", res.Target)
+}
 
 // makeDist writes a release directory for amd64 into dir: exe as k1s, the
 // air-gap bundle, install.sh, k1s-killall.sh and sha256sum-amd64.txt.
@@ -455,6 +488,7 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	cur = nil
+	runDirectly(t)
 	url := serveDists(t, root, lab.GatewayIP)
 
 	srv := newInstall(filepath.Join(base, "server"), "k1s", nil)

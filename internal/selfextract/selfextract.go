@@ -409,7 +409,9 @@ func Main() int {
 		fmt.Fprintln(os.Stderr, "k1s:", err)
 		return 1
 	}
-	if res.Unpacked {
+	// Said only to a person at a terminal: scripts and tools that read
+	// k1s's (or kubectl's) stderr must not find a note there.
+	if st, err := os.Stderr.Stat(); err == nil && res.Unpacked && st.Mode()&os.ModeCharDevice != 0 {
 		fmt.Fprintf(os.Stderr, "k1s: unpacked this version to %s in %.1f s (data dir: %s)\n", res.Target, res.Took.Seconds(), choice.Reason)
 	}
 	exe.Close()
