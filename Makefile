@@ -18,7 +18,7 @@ LDFLAGS       := -s -w \
 
 export CGO_ENABLED := 1
 
-.PHONY: all build deps release-deps run test test-all unit e2e bench clean images
+.PHONY: all build deps release-deps run test test-all unit e2e bench bench-release clean images
 all: build
 
 build: bin/k1s
@@ -42,11 +42,17 @@ CROSS_ENV    := $(if $(filter-out $(HOST_ARCH),$(ARCH)),CC=$(TRIPLE_$(ARCH))-gcc
 GOTARGET     := GOOS=linux GOARCH=$(ARCH) $(CROSS_ENV)
 
 # Helper binaries embedded in k1s (internal/nodebin), built from their own
-# modules at pinned versions, into one folder per GOARCH. runc (the only
+# modules at pinned versions, into bin/nodebin/<GOARCH>, then packed by
+# cmd/k1s-pack into one zstd-compressed tar per GOARCH in
+# internal/nodebin/bin/<GOARCH>/helpers.tar.zst, which k1s embeds. runc (the only
 # one with cgo, for libseccomp) is linked statically as upstream releases
 # it, so it needs no libseccomp on the node; netgo and osusergo keep it off
 # glibc's NSS, which a static binary cannot load.
-NODEBIN             := $(CURDIR)/internal/nodebin/bin/$(ARCH)
+NODEBIN             := $(CURDIR)/bin/nodebin/$(ARCH)
+NODEBIN_EMBED       := $(CURDIR)/internal/nodebin/bin/$(ARCH)
+# Archive order: pause first (read at every node start), then the tools
+# `k1s crictl` and `k1s containerd` run from memory.
+NODEBIN_NAMES       := pause crictl containerd containerd-shim-runc-v2 runc bridge host-local loopback portmap
 RUNC_VERSION        := v1.5.2
 CONTAINERD_VERSION  := v2.4.2
 CNI_PLUGINS_VERSION := v1.10.0
@@ -70,6 +76,7 @@ endif
 
 .PHONY: nodebin
 nodebin:
+	mkdir -p $(NODEBIN)
 	$(GOINSTALL) -trimpath -ldflags "-s -w $(STATIC_LDFLAGS)" -tags "seccomp urfave_cli_no_docs netgo osusergo" github.com/opencontainers/runc@$(RUNC_VERSION)
 	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w" -tags no_grpc github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
 	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" -tags "no_btrfs no_zfs no_devmapper" github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION)
@@ -77,6 +84,8 @@ nodebin:
 	CGO_ENABLED=0 $(GOINSTALL) -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)" sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
 	$(NODEBIN_COPY)
 	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $(NODEBIN)/pause ./cmd/pause
+	find $(NODEBIN_EMBED) -type f ! -name README.md ! -name helpers.tar.zst -delete
+	$(GO) run ./cmd/k1s-pack helpers -o $(NODEBIN_EMBED)/helpers.tar.zst -dir $(NODEBIN) $(NODEBIN_NAMES)
 
 # Air-gap bundle of the add-on images the manifests/ use (CoreDNS and
 # k1s's ingress controller), built from Go sources at pinned versions
@@ -136,9 +145,15 @@ $(addprefix release-,$(RELEASE_ARCHES)): release-%:
 	cp scripts/k1s-killall.sh $(DIST)/
 	cd $(DIST) && sha256sum $(call release_exe,$*) k1s-airgap-images-$*.tar.zst k1s-killall.sh > sha256sum-$*.txt
 
+# The release executable is cmd/k1s-launcher (static, no cgo) with the
+# real k1s appended, zstd-compressed (internal/selfextract); the launcher
+# unpacks it once per version under the data dir and execs it.
 .PHONY: release-exe
 release-exe:
-	$(GOTARGET) $(GO) build -trimpath -tags "$(RELEASE_TAGS)" -ldflags "$(LDFLAGS) $(STATIC_LDFLAGS)" -o $(OUT) .
+	mkdir -p bin/release/$(ARCH)
+	$(GOTARGET) $(GO) build -trimpath -tags "$(RELEASE_TAGS)" -ldflags "$(LDFLAGS) $(STATIC_LDFLAGS)" -o bin/release/$(ARCH)/k1s .
+	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o bin/release/$(ARCH)/k1s-launcher ./cmd/k1s-launcher
+	$(GO) run ./cmd/k1s-pack release -launcher bin/release/$(ARCH)/k1s-launcher -payload bin/release/$(ARCH)/k1s -o $(OUT)
 
 # Builds dist/ twice, the second time after deleting every file the first
 # wrote (node binaries, images, bundles, dist/; Go's build cache stays),
@@ -146,7 +161,7 @@ release-exe:
 release-check:
 	$(MAKE) --no-print-directory release
 	cd $(DIST) && sha256sum * > $(CURDIR)/bin/release-first.sha256
-	rm -rf $(DIST) bin/images bin/k1s-airgap-images-*.tar.zst bin/gopath
+	rm -rf $(DIST) bin/images bin/k1s-airgap-images-*.tar.zst bin/gopath bin/nodebin bin/release
 	find internal/nodebin/bin -mindepth 2 -type f ! -name README.md -delete
 	$(MAKE) --no-print-directory release
 	cd $(DIST) && sha256sum -c --strict $(CURDIR)/bin/release-first.sha256
@@ -189,11 +204,20 @@ test-all: test
 	$(MAKE) --no-print-directory release-check
 	K1S_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -timeout 30m -v ./tests/release/...
 
-# The network and datastore benchmarks append their sections to the report the first one writes.
+# The network, datastore and release benchmarks append their sections to
+# the report the first one writes.
 bench: build images
 	$(GO) run ./tests/bench -bin $(CURDIR)/bin/k1s -out docs/benchmarks.md
 	cd tests && K1S_BIN=$(CURDIR)/bin/k1s K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md \
 		$(GO) test -count=1 -run '^$$' -bench 'BenchmarkNetwork|BenchmarkDatastoreChurn' -benchtime 1x -timeout 45m .
+	$(MAKE) --no-print-directory release-amd64
+	K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md $(MAKE) --no-print-directory bench-release
+
+# Size of dist/k1s (what install.sh downloads) and its first and second
+# start (unpack, then exec); appended to the report when K1S_BENCH_REPORT
+# is set (make bench sets it).
+bench-release:
+	K1S_DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -trimpath -tags "$(TAGS)" -run '^$$' -bench BenchmarkRelease -benchtime 1x -v ./tests/release
 
 clean:
 	rm -rf bin $(DIST)

@@ -204,9 +204,12 @@ else
 	fetch k1s-killall.sh
 	chmod 0755 "$tmp/$exe_name"
 	new_exe=$tmp/$exe_name
-	"$new_exe" --version >/dev/null 2>&1 || fatal "the downloaded $exe_name does not run on this machine ($(uname -m))"
+	# The release file unpacks its k1s into <data-dir>/data/ on its first
+	# start: doing it here, with the data dir k1s will use, keeps that wait
+	# out of the service's start.
+	K1S_DATA_DIR=$data_dir "$new_exe" --version >/dev/null 2>&1 || fatal "the downloaded $exe_name does not run on this machine ($(uname -m))"
 fi
-version=$("${new_exe:-$bin_dir/k1s}" --version 2>/dev/null | head -n 1)
+version=$(K1S_DATA_DIR=$data_dir "${new_exe:-$bin_dir/k1s}" --version 2>/dev/null | head -n 1)
 
 # --- install ----------------------------------------------------------------
 
@@ -367,14 +370,21 @@ EOF
 	fi
 	;;
 none)
+	# is_our_k1s PID: whether PID runs this install's k1s: $bin_dir/k1s, or
+	# the k1s that release file (a launcher) unpacked and exec'd,
+	# <data-dir>/data/<sha256>/k1s; " (deleted)" after an upgrade.
+	is_our_k1s() {
+		exe=$(readlink "/proc/$1/exe" 2>/dev/null || true)
+		case "${exe% (deleted)}" in "$bin_dir/k1s" | "$data_dir"/data/*/k1s) return 0 ;; esac
+		return 1
+	}
 	# stop_old: the k1s this script started before (an upgrade), by the PID
 	# in the pid file, if that PID still runs our k1s.
 	stop_old() {
 		[ -f "$pid_file" ] || return 0
 		old=$(cat "$pid_file")
 		case "$old" in '' | *[!0-9]*) return 0 ;; esac
-		exe=$(readlink "/proc/$old/exe" 2>/dev/null || true)
-		[ "${exe% (deleted)}" = "$bin_dir/k1s" ] || return 0
+		is_our_k1s "$old" || return 0
 		info "stopping the running k1s (PID $old)"
 		kill -TERM "$old" 2>/dev/null || return 0
 		i=0
@@ -405,8 +415,7 @@ none)
 		) &
 		echo $! >"$pid_file"
 		sleep 2
-		exe=$(readlink "/proc/$(cat "$pid_file")/exe" 2>/dev/null || true)
-		if [ "$exe" != "$bin_dir/k1s" ]; then
+		if ! is_our_k1s "$(cat "$pid_file")"; then
 			tail -n 20 "$log_file" >&2 || true
 			fatal_late "k1s $cmd exited at once (or is not PID $(cat "$pid_file")); its log is $log_file"
 		fi
@@ -428,6 +437,7 @@ set -u
 init=$init
 name=$name
 bin_dir='$bin_dir'
+data_dir='$data_dir'
 pid_file='${pid_file:-}'
 EOF
 cat >>"$uninstall.new.$$" <<'EOF'
@@ -448,7 +458,7 @@ none)
 	case "$pid" in '' | *[!0-9]*) pid= ;; esac
 	if [ -n "$pid" ]; then
 		exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-		[ "${exe% (deleted)}" = "$bin_dir/k1s" ] || pid=
+		case "${exe% (deleted)}" in "$bin_dir/k1s" | "$data_dir"/data/*/k1s) ;; *) pid= ;; esac
 	fi
 	if [ -n "$pid" ]; then
 		kill -TERM "$pid" 2>/dev/null

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/k1s-io/k1s/internal/selfextract"
 	"github.com/k1s-io/k1s/tests/harness"
 	"github.com/k1s-io/k1s/tests/images"
 )
@@ -29,7 +30,40 @@ import (
 var distFiles = []string{"k1s", harness.BundleName, "k1s-killall.sh"}
 
 // checkout is the repository root of the binary under test.
-func checkout() string { return filepath.Dir(filepath.Dir(harness.Bin())) }
+func checkout() string {
+	if checkoutRoot != "" {
+		return checkoutRoot
+	}
+	return filepath.Dir(filepath.Dir(harness.Bin()))
+}
+
+// checkoutRoot, when set, overrides checkout() (see runDirectly).
+var checkoutRoot string
+
+// runDirectly points K1S_BIN, for the rest of t, at the k1s inside the
+// release file under test (unpacked into a temporary folder), so that
+// kubectl calls unpack nothing into the default /var/lib/k1s; checkout()
+// keeps naming the repository.
+func runDirectly(t *testing.T) {
+	t.Helper()
+	root := checkout()
+	f, err := os.Open(harness.Bin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, err := selfextract.ReadTrailer(f)
+	if err != nil {
+		return // a plain k1s
+	}
+	res, err := selfextract.Ensure(f, tr, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkoutRoot = root
+	t.Cleanup(func() { checkoutRoot = "" })
+	t.Setenv("K1S_BIN", res.Target)
+}
 
 // makeDist writes a release directory for amd64 into dir: exe as k1s, the
 // air-gap bundle, install.sh, k1s-killall.sh and sha256sum-amd64.txt.
@@ -65,10 +99,15 @@ func makeDist(t *testing.T, dir string, exe []byte) {
 
 // previousBuild is the binary under test with its k1s version string
 // replaced (same length) by another: a second build of k1s that
-// install.sh upgrades from. It returns the bytes and that version.
+// install.sh upgrades from. For a release file (launcher and compressed
+// payload, as in dist/) the payload is unpacked, changed and packed
+// again. It returns the bytes and the two versions.
 func previousBuild(t *testing.T) ([]byte, string, string) {
 	t.Helper()
-	out, err := exec.Command(harness.Bin(), "--version").Output()
+	unpackDir := t.TempDir()
+	cmd := exec.Command(harness.Bin(), "--version")
+	cmd.Env = harness.Env("K1S_DATA_DIR=" + unpackDir) // a release file unpacks there, not in /var/lib/k1s
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,14 +117,36 @@ func previousBuild(t *testing.T) ([]byte, string, string) {
 		t.Fatalf("version %q too short to derive another of the same length", cur)
 	}
 	prev += strings.Repeat("0", len(cur)-len(prev))
+	f, err := os.Open(harness.Bin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, trErr := selfextract.ReadTrailer(f)
 	exe, err := os.ReadFile(harness.Bin())
 	if err != nil {
 		t.Fatal(err)
 	}
+	launcher := []byte(nil)
+	if trErr == nil {
+		launcher = exe[:tr.Offset]
+		if exe, err = os.ReadFile(selfextract.Target(unpackDir, tr)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if bytes.Count(exe, []byte(cur)) == 0 {
 		t.Fatalf("version %q not found in %s", cur, harness.Bin())
 	}
-	return bytes.ReplaceAll(exe, []byte(cur), []byte(prev)), prev, cur
+	exe = bytes.ReplaceAll(exe, []byte(cur), []byte(prev))
+	if launcher == nil {
+		return exe, prev, cur
+	}
+	var rel bytes.Buffer
+	rel.Write(launcher)
+	if err := selfextract.Pack(&rel, int64(len(launcher)), bytes.NewReader(exe)); err != nil {
+		t.Fatal(err)
+	}
+	return rel.Bytes(), prev, cur
 }
 
 // serveDists serves root on addr:0; /broken/ answers every file with half
@@ -427,6 +488,7 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	cur = nil
+	runDirectly(t)
 	url := serveDists(t, root, lab.GatewayIP)
 
 	srv := newInstall(filepath.Join(base, "server"), "k1s", nil)
@@ -495,7 +557,7 @@ func TestInstall(t *testing.T) {
 			t.Errorf("%s/%s: link to %q, %v; want k1s", srv.Bin, l, target, err)
 		}
 	}
-	if v, err := execOut(filepath.Join(srv.Bin, "k1s"), "--version"); err != nil || !strings.Contains(v, prevVersion) {
+	if v, err := execOutEnv([]string{"K1S_DATA_DIR=" + srv.Data}, filepath.Join(srv.Bin, "k1s"), "--version"); err != nil || !strings.Contains(v, prevVersion) {
 		t.Fatalf("installed k1s --version: %q %v; want %s", v, err, prevVersion)
 	}
 
@@ -594,7 +656,7 @@ data: {k: v}
 	if srv.pid(t) == oldPID {
 		t.Fatalf("upgrade did not restart k1s (PID %d)", oldPID)
 	}
-	if v, err := execOut(filepath.Join(srv.Bin, "k1s"), "--version"); err != nil || !strings.Contains(v, curVersion) {
+	if v, err := execOutEnv([]string{"K1S_DATA_DIR=" + srv.Data}, filepath.Join(srv.Bin, "k1s"), "--version"); err != nil || !strings.Contains(v, curVersion) {
 		t.Fatalf("upgraded k1s --version: %q %v; want %s", v, err, curVersion)
 	}
 	if err := waitUntil(func() bool { return strings.Count(srv.log(), "k1s is ready") == 2 }, 3*time.Minute); err != nil {

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/elf"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/k1s-io/k1s/internal/selfextract"
 	"github.com/k1s-io/k1s/tests/harness"
 )
 
@@ -135,69 +135,123 @@ func TestInstallScriptIsTheCheckoutsScript(t *testing.T) {
 	}
 }
 
-// TestExecutables checks each k1s executable's ELF machine, that it is
-// static (no program interpreter), and that every ELF file embedded in it
-// (the node binaries of internal/nodebin) is for the same machine.
+// maxReleaseMiB is issue 13's download target for the amd64 executable.
+const maxReleaseMiB = 70
+
+// TestExecutables checks each release executable: a static launcher for
+// the architecture whose payload unpacks (size and sha256 as its trailer
+// says) to a static k1s for the same architecture, whose embedded helper
+// archive holds every node binary, each an ELF for that machine; and the
+// amd64 file is at most maxReleaseMiB.
 func TestExecutables(t *testing.T) {
 	dist := distDir(t)
 	for _, a := range arches {
 		t.Run(a.name, func(t *testing.T) {
 			path := filepath.Join(dist, a.exe)
-			f, err := elf.Open(path)
+			checkStaticELF(t, path, a.machine)
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mib := float64(st.Size()) / (1 << 20)
+			t.Logf("%s: %.2f MiB", a.exe, mib)
+			if a.name == "amd64" && mib > maxReleaseMiB {
+				t.Errorf("%s is %.2f MiB, over the %d MiB target", a.exe, mib, maxReleaseMiB)
+			}
+			f, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			if f.Machine != a.machine {
-				t.Errorf("%s is for %s, want %s", a.exe, f.Machine, a.machine)
-			}
-			for _, p := range f.Progs {
-				if p.Type == elf.PT_INTERP {
-					t.Errorf("%s is dynamically linked (has a program interpreter); release executables are static", a.exe)
-				}
-			}
-			data, err := os.ReadFile(path)
+			tr, err := selfextract.ReadTrailer(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			machines := embeddedELFMachines(data[1:])
-			if len(machines) < len(nodeBinaries) {
-				t.Fatalf("%s embeds %d ELF executables, want at least %d (%v): were the node binaries built?",
-					a.exe, len(machines), len(nodeBinaries), nodeBinaries)
+			res, err := selfextract.Ensure(f, tr, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("%s: %s, static, %d embedded ELF executables", a.exe, f.Machine, len(machines))
-			for i, m := range machines {
+			checkStaticELF(t, res.Target, a.machine)
+			data, err := os.ReadFile(res.Target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			helpers := embeddedHelpers(t, data)
+			var names []string
+			for name, m := range helpers {
+				names = append(names, name)
 				if m != a.machine {
-					t.Errorf("%s: embedded ELF #%d is for %s, want %s", a.exe, i, m, a.machine)
+					t.Errorf("embedded %s is for %s, want %s", name, m, a.machine)
 				}
 			}
+			sort.Strings(names)
+			want := append([]string{}, nodeBinaries...)
+			sort.Strings(want)
+			if strings.Join(names, " ") != strings.Join(want, " ") {
+				t.Errorf("embedded helpers %v, want %v", names, want)
+			}
+			t.Logf("%s: launcher %s, static; payload %.1f MiB (%.1f MiB compressed), static, helpers %v",
+				a.exe, a.machine, float64(tr.Size)/(1<<20), float64(tr.Length)/(1<<20), names)
 		})
 	}
 }
 
-// embeddedELFMachines finds ELF headers of 64-bit little-endian
-// executables inside data and returns their machines. The header checks
-// (class, data, version, type, e_version, header size) keep the "\x7fELF"
-// magic that appears as a constant in Go code from counting.
-func embeddedELFMachines(data []byte) []elf.Machine {
-	var out []elf.Machine
-	for {
-		i := bytes.Index(data, []byte(elf.ELFMAG))
+func checkStaticELF(t *testing.T, path string, machine elf.Machine) {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != machine {
+		t.Errorf("%s is for %s, want %s", path, f.Machine, machine)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s is dynamically linked (has a program interpreter); release executables are static", path)
+		}
+	}
+}
+
+// embeddedHelpers finds internal/nodebin's archive (a zstd-compressed tar
+// whose first file is pause) inside a k1s executable and returns the
+// machine of each ELF in it.
+func embeddedHelpers(t *testing.T, exe []byte) map[string]elf.Machine {
+	t.Helper()
+	zmagic := []byte{0x28, 0xb5, 0x2f, 0xfd}
+	for off := 0; ; {
+		i := bytes.Index(exe[off:], zmagic)
 		if i < 0 {
-			return out
+			t.Fatal("no embedded helper archive (zstd tar starting with pause) found: were the node binaries built?")
 		}
-		h := data[i:]
-		data = data[i+1:]
-		if len(h) < 64 || h[elf.EI_CLASS] != byte(elf.ELFCLASS64) || h[elf.EI_DATA] != byte(elf.ELFDATA2LSB) ||
-			h[elf.EI_VERSION] != byte(elf.EV_CURRENT) {
+		off += i + 1
+		zr, err := zstd.NewReader(bytes.NewReader(exe[off-1:]), zstd.WithDecoderConcurrency(1))
+		if err != nil {
 			continue
 		}
-		typ := elf.Type(binary.LittleEndian.Uint16(h[16:]))
-		if (typ != elf.ET_EXEC && typ != elf.ET_DYN) || binary.LittleEndian.Uint32(h[20:]) != uint32(elf.EV_CURRENT) ||
-			binary.LittleEndian.Uint16(h[52:]) != 64 {
+		tr := tar.NewReader(zr)
+		h, err := tr.Next()
+		if err != nil || h.Name != "pause" {
+			zr.Close()
 			continue
 		}
-		out = append(out, elf.Machine(binary.LittleEndian.Uint16(h[18:])))
+		out := map[string]elf.Machine{}
+		for ; err == nil; h, err = tr.Next() {
+			b, rerr := io.ReadAll(tr)
+			if rerr != nil {
+				t.Fatalf("embedded %s: %v", h.Name, rerr)
+			}
+			f, eerr := elf.NewFile(bytes.NewReader(b))
+			if eerr != nil {
+				t.Fatalf("embedded %s is no ELF: %v", h.Name, eerr)
+			}
+			out[h.Name] = f.Machine
+		}
+		zr.Close()
+		if err != io.EOF {
+			t.Fatalf("embedded helper archive: %v", err)
+		}
+		return out
 	}
 }
 
@@ -334,24 +388,67 @@ func arm64Exe(t *testing.T) string {
 	return filepath.Join(distDir(t), "k1s-arm64")
 }
 
-// runBoth runs the executable of each architecture (arm64 under qemu)
-// with args and returns the two outputs.
+// run runs argv with K1S_DATA_DIR=dataDir and returns its stdout and
+// stderr; it fails the test if the command fails.
+func run(t *testing.T, dataDir string, argv ...string) (stdout, stderr string) {
+	t.Helper()
+	stdout, stderr, err := runErr(dataDir, argv...)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s%s", strings.Join(argv, " "), err, stdout, stderr)
+	}
+	return stdout, stderr
+}
+
+func runErr(dataDir string, argv ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = harness.Env("K1S_DATA_DIR=" + dataDir)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// arm64Payload runs the arm64 launcher under qemu, which unpacks its k1s
+// into dataDir, and returns the unpacked file. Its exec of that file
+// works only where the kernel runs arm64 executables (an arm64 machine, or
+// qemu registered with binfmt_misc, which this host lacks): here it may
+// fail with "exec format error", so the tests below run the unpacked k1s
+// under qemu themselves.
+func arm64Payload(t *testing.T, dataDir string) string {
+	t.Helper()
+	exe := arm64Exe(t)
+	f, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, err := selfextract.ReadTrailer(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runErr(dataDir, qemu, exe, "--version")
+	if err != nil && !strings.Contains(stderr, "exec format error") {
+		t.Fatalf("k1s-arm64 --version (the launcher under qemu): %v\n%s%s", err, stdout, stderr)
+	}
+	target := selfextract.Target(dataDir, tr)
+	if !selfextract.Fresh(target, tr) {
+		t.Fatalf("the arm64 launcher left no verified k1s at %s", target)
+	}
+	return target
+}
+
+// runBoth runs the executable of each architecture (arm64's unpacked k1s
+// under qemu) with args and returns the two standard outputs.
 func runBoth(t *testing.T, args ...string) (amd64, arm64 string) {
 	t.Helper()
-	run := func(argv ...string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		cmd.Env = harness.Env()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
-		}
-		return string(out)
-	}
-	arm := arm64Exe(t)
-	return run(append([]string{filepath.Join(distDir(t), "k1s")}, args...)...),
-		run(append([]string{qemu, arm}, args...)...)
+	// One data dir each: an unpack removes other versions' folders.
+	armDir, amdDir := t.TempDir(), t.TempDir()
+	arm := arm64Payload(t, armDir)
+	amd, _ := run(t, amdDir, append([]string{filepath.Join(distDir(t), "k1s")}, args...)...)
+	armOut, _ := run(t, armDir, append([]string{qemu, arm}, args...)...)
+	return amd, armOut
 }
 
 func TestArm64VersionUnderQemu(t *testing.T) {
@@ -380,7 +477,7 @@ func TestArm64KubectlUnderQemu(t *testing.T) {
 // ports, and waits for /readyz; then the arm64 kubectl lists the
 // namespaces through it. Emulation makes it slow: minutes, not seconds.
 func TestArm64ServerUnderQemu(t *testing.T) {
-	exe := arm64Exe(t)
+	exe := arm64Payload(t, t.TempDir())
 	t.Setenv("K1S_BIN", exe) // harness.Bin: the server below runs it
 	lab := harness.NewLab(t)
 	host := lab.AddHost(t, "arm")
