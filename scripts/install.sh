@@ -406,12 +406,14 @@ none)
 		# The K1S_* settings (the token) reach k1s through its environment.
 		# setsid: its own session, so no terminal hang-up reaches it. It
 		# execs in place (a background job is no group leader): $! is k1s.
+		# Descriptors 3-9 are closed: a caller's lock or pipe held open by
+		# a long-running k1s would never be released.
 		detach=
 		command -v setsid >/dev/null 2>&1 && detach=setsid
 		(
 			trap - EXIT
 			cd /
-			exec $detach "$bin_dir/k1s" "$cmd" "$@" </dev/null >>"$log_file" 2>&1
+			exec $detach "$bin_dir/k1s" "$cmd" "$@" </dev/null >>"$log_file" 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 		) &
 		echo $! >"$pid_file"
 		sleep 2

@@ -210,11 +210,15 @@ func (in *install) env(url string) []string {
 // run runs `curl -sfL URL/install.sh | SHELL -s - args…` (in the
 // install's network namespace) and returns its output and error.
 func (in *install) run(shell, url string, env []string, args ...string) (string, error) {
-	script := fmt.Sprintf("curl -sfL %s/install.sh | %s -s - %s", url, shell, strings.Join(args, " "))
+	// fd 7 is a copy of the output pipe, as a caller's lock or pipe would
+	// be: a k1s started in the background must not keep it open, or the
+	// caller waits for it (WaitDelay turns that into an error).
+	script := fmt.Sprintf("exec 7>&1; curl -sfL %s/install.sh | %s -s - %s", url, shell, strings.Join(args, " "))
 	argv := append(append([]string(nil), in.prefix...), "sh", "-c", script)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 20 * time.Second
 	cmd.Env = harness.Env(append(in.env(url), env...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
