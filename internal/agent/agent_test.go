@@ -128,20 +128,7 @@ func testAgentIn(t *testing.T, dataDir, url, token string) (*agent, []pipeline.S
 func TestAgentJoinsThenRunsTheNode(t *testing.T) {
 	url, token := joinServer(t, testCluster())
 	a, steps, f, got := testAgent(t, url, token)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.serve(ctx, steps) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !slices.Contains(f.Events(), "start kubelet") {
-		if time.Now().After(deadline) {
-			t.Fatalf("node did not start; events %v", f.Events())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("serve() = %v", err)
-	}
+	runUntilKubelet(t, a, steps, f)
 	if ev := f.Events(); !slices.Equal(ev, []string{"step join", "step node", "start kubelet", "stop kubelet"}) {
 		t.Errorf("events %v", ev)
 	}
