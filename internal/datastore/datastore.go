@@ -216,13 +216,7 @@ func StartContext(ctx context.Context, cfg *config.Server) (*Store, error) {
 
 // sqliteSize is the size of the database file and its write-ahead log.
 func sqliteSize(path string) int64 {
-	var n int64
-	for _, f := range []string{path, path + "-wal"} {
-		if st, err := os.Stat(f); err == nil {
-			n += st.Size()
-		}
-	}
-	return n
+	return fileSize(path) + fileSize(path+"-wal")
 }
 
 // Stop closes the backend and waits up to timeout for its connections
