@@ -32,6 +32,29 @@ func hashPassword(p string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// Errors of CheckNodePassword.
+var (
+	ErrNodeUnknown   = errors.New("node unknown")
+	ErrWrongPassword = errors.New("wrong node password")
+)
+
+// CheckNodePassword checks that password is the one node was claimed
+// with. Unlike ClaimNodeName it never claims: a node whose password Secret
+// is gone (its Node was deleted) is ErrNodeUnknown and must use a token.
+func CheckNodePassword(ctx context.Context, kube kubernetes.Interface, node, password string) error {
+	sec, err := kube.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, passwordSecretName(node), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ErrNodeUnknown
+	}
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(sec.Data["hash"], []byte(hashPassword(password))) != 1 {
+		return ErrWrongPassword
+	}
+	return nil
+}
+
 // ClaimNodeName records that the host holding password owns node name, or
 // checks that it already does. Passwords are random and long, so a plain
 // hash is enough to keep them out of the Secret.
@@ -39,17 +62,15 @@ func ClaimNodeName(ctx context.Context, kube kubernetes.Interface, node, passwor
 	secrets := kube.CoreV1().Secrets(metav1.NamespaceSystem)
 	want := hashPassword(password)
 	for range 3 {
-		s, err := secrets.Get(ctx, passwordSecretName(node), metav1.GetOptions{})
-		if err == nil {
-			if subtle.ConstantTimeCompare(s.Data["hash"], []byte(want)) != 1 {
-				return fmt.Errorf("%w: node %q is already registered by another host (its node password differs); choose another --node-name, or if that host is gone, free the name with 'kubectl delete node %s'", ErrNameTaken, node, node)
-			}
+		switch err := CheckNodePassword(ctx, kube, node, password); {
+		case err == nil:
 			return nil
-		}
-		if !apierrors.IsNotFound(err) {
+		case errors.Is(err, ErrWrongPassword):
+			return fmt.Errorf("%w: node %q is already registered by another host (its node password differs); choose another --node-name, or if that host is gone, free the name with 'kubectl delete node %s'", ErrNameTaken, node, node)
+		case !errors.Is(err, ErrNodeUnknown):
 			return err
 		}
-		_, err = secrets.Create(ctx, &corev1.Secret{
+		_, err := secrets.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: passwordSecretName(node), Namespace: metav1.NamespaceSystem,
 				Labels: map[string]string{"k1s.io/node-password": "true"}},
 			Type: corev1.SecretTypeOpaque,

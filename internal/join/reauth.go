@@ -2,7 +2,6 @@ package join
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -57,29 +54,6 @@ func (s *Server) certNode(chain []*x509.Certificate, now time.Time) (string, *re
 		return "", &refusal{http.StatusUnauthorized, fmt.Sprintf("client certificate %q is not a node's (want %s<name> in %s): join with a token", leaf.Subject.CommonName, nodeUserPrefix, nodesGroup), true}
 	}
 	return name, nil
-}
-
-// Errors of CheckNodePassword.
-var (
-	ErrNodeUnknown   = errors.New("node unknown")
-	ErrWrongPassword = errors.New("wrong node password")
-)
-
-// CheckNodePassword checks that password is the one node was claimed
-// with. Unlike ClaimNodeName it never claims: a node whose password Secret
-// is gone (its Node was deleted) is ErrNodeUnknown and must use a token.
-func CheckNodePassword(ctx context.Context, kube kubernetes.Interface, node, password string) error {
-	sec, err := kube.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, passwordSecretName(node), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return ErrNodeUnknown
-	}
-	if err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare(sec.Data["hash"], []byte(hashPassword(password))) != 1 {
-		return ErrWrongPassword
-	}
-	return nil
 }
 
 // admitNode decides a request made with the certificate of node name: the
