@@ -48,8 +48,10 @@ func startExisting(t testing.TB, s *harness.Server) {
 			t.Errorf("stopping server: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("log tail of %s:\n%s", s.LogPath, s.Tail(40))
+			// k1s's own log last: CI shows the end of a failed test's output.
 			t.Logf("log tail of %s:\n%s", s.ComponentLogPath(), s.ComponentTail(40))
+			t.Logf("log tail of %s:\n%s", s.LogPath, s.Tail(40))
+			t.Logf("errors and warnings in %s:\n%s", s.LogPath, s.Problems(20))
 		}
 	})
 	if err := s.WaitReady(readyTimeout); err != nil {

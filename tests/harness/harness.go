@@ -241,7 +241,7 @@ func (s *Server) WaitReady(timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		if done, err := s.Exited(); done {
-			return fmt.Errorf("k1s server exited before it was ready (%v); log %s:\n%s", err, s.LogPath, s.Tail(30))
+			return fmt.Errorf("k1s server exited before it was ready (%v); log %s:\n%s\nerrors and warnings:\n%s", err, s.LogPath, s.Tail(30), s.Problems(10))
 		}
 		code, body, err := s.Get("/readyz", true)
 		if err == nil && code == 200 && body == "ok" {
@@ -366,7 +366,7 @@ func (s *Server) WaitLog(substr string, timeout time.Duration) error {
 			return nil
 		}
 		if done, err := s.Exited(); done {
-			return fmt.Errorf("k1s server exited (%v) before logging %q; log tail:\n%s", err, substr, s.Tail(30))
+			return fmt.Errorf("k1s server exited (%v) before logging %q; log tail:\n%s\nerrors and warnings:\n%s", err, substr, s.Tail(30), s.Problems(10))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -468,6 +468,21 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Problems returns the first n error, fatal and warning lines of the
+// current log: the cause of a failed start is often far from its end.
+func (s *Server) Problems(n int) string {
+	var out []string
+	for _, l := range strings.Split(s.Log(), "\n") {
+		if strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") || strings.Contains(l, "level=warning") {
+			out = append(out, l)
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Log returns the whole current log.
