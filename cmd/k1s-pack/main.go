@@ -24,6 +24,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
+	"github.com/k1s-io/k1s/internal/digest"
 	"github.com/k1s-io/k1s/internal/selfextract"
 )
 
@@ -173,7 +174,7 @@ func release(args []string) error {
 	if err != nil {
 		return err
 	}
-	size, sum, err := fileSum(*payload)
+	sum, size, err := digest.File(*payload)
 	if err != nil {
 		return err
 	}
@@ -220,17 +221,4 @@ func release(args []string) error {
 		*out, float64(st.Size())/(1<<20), float64(len(l))/(1<<20), float64(size)/(1<<20), float64(t.Length)/(1<<20),
 		longBits, took.Seconds(), time.Since(vstart).Seconds())
 	return nil
-}
-
-func fileSum(path string) (int64, [sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, sum, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	h.Sum(sum[:0])
-	return n, sum, err
 }

@@ -3,8 +3,6 @@ package containerd
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
+	"github.com/k1s-io/k1s/internal/digest"
 )
 
 // Snapshotter is the one k1s configures for the CRI.
@@ -78,7 +77,8 @@ func ImportDir(ctx context.Context, socket, dir, recordPath string, log logrus.F
 	record := loadRecord(recordPath)
 	for _, name := range files {
 		path := filepath.Join(dir, name)
-		sum, err := fileHash(path)
+		d, _, err := digest.File(path)
+		sum := d.Hex()
 		if err != nil {
 			log.Errorf("image tarball %s: %v (skipped)", path, err)
 			res.Failed = append(res.Failed, name)
@@ -167,19 +167,6 @@ func imagesPresent(ctx context.Context, cl *ctrd.Client, refs []string) bool {
 		}
 	}
 	return len(refs) > 0
-}
-
-func fileHash(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func loadRecord(path string) map[string][]string {

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/k1s-io/k1s/internal/digest"
 )
 
 // Image is one image of a bundle: Files make its only layer, Config its run
@@ -60,7 +62,7 @@ func WriteBundle(w io.Writer, images []Image) error {
 			return fmt.Errorf("image %s: %w", img.Ref, err)
 		}
 		h := sha256.New()
-		cw := &countWriter{w: h}
+		cw := &digest.Counter{W: h}
 		if err := writeLayer(cw, files); err != nil {
 			return fmt.Errorf("image %s: %w", img.Ref, err)
 		}
@@ -95,7 +97,7 @@ func WriteBundle(w io.Writer, images []Image) error {
 		// The second pass hashes again: a host file that changed between the
 		// passes would make the layer disagree with its diff ID.
 		h2 := sha256.New()
-		err = writeEntry(tw, layerName, cw.n, func(w io.Writer) error { return writeLayer(io.MultiWriter(w, h2), files) })
+		err = writeEntry(tw, layerName, cw.N, func(w io.Writer) error { return writeLayer(io.MultiWriter(w, h2), files) })
 		if err != nil {
 			return fmt.Errorf("image %s: %w", img.Ref, err)
 		}
@@ -148,15 +150,4 @@ func writeEntry(tw *tar.Writer, name string, size int64, write func(io.Writer) e
 		return err
 	}
 	return write(tw)
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
+	"github.com/k1s-io/k1s/internal/digest"
 )
 
 // Window is the largest zstd window the launcher's decoder accepts
@@ -56,23 +57,12 @@ func (t Trailer) encode() []byte {
 	return append(b, t.Sum[:]...)
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 // Pack writes payload compressed with this package's zstd encoder, then
 // the trailer, to w, which already holds offset bytes (the launcher).
 // Single-threaded, so the output is the same for the same input. `make
 // release` uses Append with the zstd program's stronger compression.
 func Pack(w io.Writer, offset int64, payload io.Reader) error {
-	cw := &countWriter{w: w}
+	cw := &digest.Counter{W: w}
 	enc, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithWindowSize(Window), zstd.WithEncoderConcurrency(1))
 	if err != nil {
@@ -86,7 +76,7 @@ func Pack(w io.Writer, offset int64, payload io.Reader) error {
 	if err := enc.Close(); err != nil {
 		return err
 	}
-	t := Trailer{Offset: offset, Length: cw.n, Size: n}
+	t := Trailer{Offset: offset, Length: cw.N, Size: n}
 	h.Sum(t.Sum[:0])
 	_, err = w.Write(t.encode())
 	return err
@@ -316,16 +306,8 @@ func Ensure(src io.ReaderAt, t Trailer, dataDir string) (Result, error) {
 }
 
 func sameSum(path string, want [sha256.Size]byte) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return false
-	}
-	return bytes.Equal(h.Sum(nil), want[:])
+	sum, _, err := digest.File(path)
+	return err == nil && sum == want
 }
 
 func unpack(src io.ReaderAt, t Trailer, target string) error {

@@ -10,9 +10,7 @@ package snapshot
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +25,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the SQLite kine uses
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
+	"github.com/k1s-io/k1s/internal/digest"
 )
 
 // Ext is a snapshot's file name extension; its checksum is in Ext+".sha256".
@@ -326,17 +325,8 @@ func bumpRevision(ctx context.Context, path string, old int64) error {
 }
 
 func fileSum(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	sum, n, err := digest.File(path)
+	return sum.Hex(), n, err
 }
 
 func syncFile(path string) error {
