@@ -140,7 +140,12 @@ var toolNames = map[string]bool{"kubectl": true, "ctr": true, "crictl": true, "c
 
 // DataDirFlag returns the value of --data-dir or -d in a k1s argv, or ""
 // if absent or if argv runs one of the multicall tools.
-func DataDirFlag(argv []string) string {
+func DataDirFlag(argv []string) string { return flagValue(argv, "--data-dir", "-data-dir", "-d") }
+
+// configFlag returns the value of --config or -c in a k1s argv, or "".
+func configFlag(argv []string) string { return flagValue(argv, "--config", "-config", "-c") }
+
+func flagValue(argv []string, names ...string) string {
 	if len(argv) == 0 || toolNames[filepath.Base(argv[0])] || (len(argv) > 1 && toolNames[argv[1]]) {
 		return ""
 	}
@@ -150,7 +155,7 @@ func DataDirFlag(argv []string) string {
 		if a == "--" {
 			break
 		}
-		for _, name := range []string{"--data-dir", "-data-dir", "-d"} {
+		for _, name := range names {
 			switch {
 			case a == name && i+1 < len(argv):
 				val = argv[i+1]
@@ -168,10 +173,39 @@ type Choice struct {
 	Reason  string
 }
 
+// DefaultConfigFile is k1s's (internal/config.DefaultConfigFile).
+const DefaultConfigFile = "/etc/k1s/config.yaml"
+
+// ConfigDataDir returns the data-dir key of a k1s config file, or "". The
+// launcher carries no YAML parser: it reads a top-level `data-dir:` line
+// with a plain or quoted value, which is how the key is written.
+func ConfigDataDir(data []byte) string {
+	val := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		key, v, ok := strings.Cut(strings.TrimRight(line, "\r"), ":")
+		if !ok || strings.Trim(key, `"'`) != "data-dir" || key != strings.TrimLeft(key, " \t") {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') {
+			if end := strings.IndexByte(v[1:], v[0]); end >= 0 {
+				val = v[1 : 1+end]
+				continue
+			}
+		}
+		if i := strings.Index(v, " #"); i >= 0 {
+			v = strings.TrimSpace(v[:i])
+		}
+		val = v
+	}
+	return val
+}
+
 // Env is what ChooseDataDir looks at; fields are replaceable for tests.
 type Env struct {
 	Argv         []string
 	Getenv       func(string) string
+	ReadFile     func(string) ([]byte, error)
 	Euid         int
 	Usable       func(dataDir string) bool // already unpacked there, or writable
 	UserCacheDir func() (string, error)
@@ -181,14 +215,28 @@ type Env struct {
 // to keep the launcher small).
 const DefaultDataDir = "/var/lib/k1s"
 
-// ChooseDataDir picks the data dir as k1s would (--data-dir/-d, then
-// K1S_DATA_DIR, then /var/lib/k1s; k1s's config file is not read), and,
-// for a non-root user who cannot write there, the per-user cache folder
-// ($XDG_CACHE_HOME/k1s, else ~/.cache/k1s).
+// ChooseDataDir picks the data dir as k1s server and agent would
+// (--data-dir/-d, then K1S_DATA_DIR, then data-dir in the config file named
+// by --config/-c, K1S_CONFIG or /etc/k1s/config.yaml, then /var/lib/k1s),
+// for every command, so that one copy is unpacked where the operator keeps
+// k1s's data; and, for a non-root user who cannot write there, the
+// per-user cache folder ($XDG_CACHE_HOME/k1s, else ~/.cache/k1s).
 func ChooseDataDir(e Env) (Choice, error) {
 	c := Choice{DataDir: DataDirFlag(e.Argv), Reason: "--data-dir"}
 	if c.DataDir == "" {
 		c = Choice{DataDir: e.Getenv("K1S_DATA_DIR"), Reason: "K1S_DATA_DIR"}
+	}
+	if c.DataDir == "" && e.ReadFile != nil {
+		file := configFlag(e.Argv)
+		if file == "" {
+			file = e.Getenv("K1S_CONFIG")
+		}
+		if file == "" {
+			file = DefaultConfigFile
+		}
+		if data, err := e.ReadFile(file); err == nil {
+			c = Choice{DataDir: ConfigDataDir(data), Reason: "data-dir in " + file}
+		}
 	}
 	if c.DataDir == "" {
 		c = Choice{DataDir: DefaultDataDir, Reason: "default"}
@@ -374,9 +422,10 @@ func Main() int {
 		return 1
 	}
 	choice, err := ChooseDataDir(Env{
-		Argv:   os.Args,
-		Getenv: os.Getenv,
-		Euid:   os.Geteuid(),
+		Argv:     os.Args,
+		Getenv:   os.Getenv,
+		ReadFile: os.ReadFile,
+		Euid:     os.Geteuid(),
 		Usable: func(d string) bool {
 			return Fresh(Target(d, t), t) || Writable(d)
 		},

@@ -37,6 +37,23 @@ func TestDataDirFlag(t *testing.T) {
 	}
 }
 
+func TestConfigDataDir(t *testing.T) {
+	for in, want := range map[string]string{
+		"data-dir: /srv/k1s\n":                       "/srv/k1s",
+		"data-dir: \"/srv/with # hash\"\n":           "/srv/with # hash",
+		"data-dir: '/srv/q' # comment\r\n":           "/srv/q",
+		"token-file: /x\ndata-dir: /a\ndata-dir: /b": "/b", // the last one, as a flag given twice
+		"node-label:\n  data-dir: /nested\n":         "",   // not a top-level key
+		"# data-dir: /commented\n":                   "",
+		"data-directory: /other\n":                   "",
+		"":                                           "",
+	} {
+		if got := ConfigDataDir([]byte(in)); got != want {
+			t.Errorf("ConfigDataDir(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestChooseDataDir(t *testing.T) {
 	env := func(argv []string, vars map[string]string, euid int, usable ...string) Env {
 		return Env{
@@ -95,6 +112,41 @@ func TestChooseDataDir(t *testing.T) {
 	if err != nil || got.DataDir != filepath.Join(wd, "rel") {
 		t.Fatalf("relative data dir: got %+v, %v", got, err)
 	}
+	// data-dir from the config file comes after the flag and K1S_DATA_DIR,
+	// before the default; --config, then K1S_CONFIG, name the file.
+	files := map[string]string{
+		DefaultConfigFile: "# k1s\nnode-label: [a=b]\ndata-dir: /srv/etc # on the SSD\n",
+		"/cfg/flag.yaml":  "data-dir: '/srv/flag'\n",
+		"/cfg/env.yaml":   "\"data-dir\": \"/srv/env\"\n",
+	}
+	readFile := func(p string) ([]byte, error) {
+		if s, ok := files[p]; ok {
+			return []byte(s), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	for _, c := range []struct {
+		argv      []string
+		vars      map[string]string
+		want, why string
+	}{
+		{[]string{"k1s", "server"}, nil, "/srv/etc", "data-dir in " + DefaultConfigFile},
+		{[]string{"k1s", "agent", "-c", "/cfg/flag.yaml"}, map[string]string{"K1S_CONFIG": "/cfg/env.yaml"}, "/srv/flag", "data-dir in /cfg/flag.yaml"},
+		{[]string{"k1s", "server"}, map[string]string{"K1S_CONFIG": "/cfg/env.yaml"}, "/srv/env", "data-dir in /cfg/env.yaml"},
+		{[]string{"k1s", "server"}, map[string]string{"K1S_CONFIG": "/cfg/missing.yaml"}, DefaultDataDir, "default"},
+		{[]string{"k1s", "server", "-d", "/flag"}, nil, "/flag", "--data-dir"},
+		{[]string{"k1s", "server"}, map[string]string{"K1S_DATA_DIR": "/env"}, "/env", "K1S_DATA_DIR"},
+		{[]string{"kubectl", "get", "pods"}, nil, "/srv/etc", "data-dir in"}, // one copy for the tools too
+	} {
+		e := env(c.argv, c.vars, 0)
+		e.Usable = func(string) bool { return true }
+		e.ReadFile = readFile
+		got, err := ChooseDataDir(e)
+		if err != nil || got.DataDir != c.want || !strings.Contains(got.Reason, c.why) {
+			t.Errorf("%q %v: got %+v, %v; want %s (%s)", c.argv, c.vars, got, err, c.want, c.why)
+		}
+	}
+
 	// No cache folder either: the error says what to set.
 	e = env([]string{"k1s"}, nil, 1000)
 	e.UserCacheDir = func() (string, error) { return "", errors.New("neither $XDG_CACHE_HOME nor $HOME are defined") }
