@@ -3,6 +3,8 @@ package join
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -196,6 +198,11 @@ func TestRotateServerToken(t *testing.T) {
 	full, err := RotateServerToken(tokenPath, caPath, "K10"+old.CAHash+"::server:the-new-secret-0123")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The old secret is recorded as retired (by hash, not in the clear).
+	retired, err := os.ReadFile(pki.RetiredTokensPath(tokenPath))
+	if sum := sha256.Sum256([]byte(old.Secret)); err != nil || !strings.Contains(string(retired), hex.EncodeToString(sum[:])) || strings.Contains(string(retired), old.Secret) {
+		t.Errorf("retired list %q, %v: want the old secret's SHA-256 and not the secret", retired, err)
 	}
 	if want := "K10" + old.CAHash + "::server:the-new-secret-0123"; full != want {
 		t.Errorf("rotate returned %q, want %q", full, want)

@@ -43,12 +43,18 @@ func RotateServerToken(tokenPath, caPath, newToken string) (string, error) {
 	if len(p.Secret) < config.MinTokenSecret {
 		return "", fmt.Errorf("the new token's secret is %d characters, at least %d are needed so it cannot be guessed", len(p.Secret), config.MinTokenSecret)
 	}
-	if cur, err := pki.ParseToken(string(old)); err == nil && cur.Secret == p.Secret {
+	cur, err := pki.ParseToken(string(old))
+	if err == nil && cur.Secret == p.Secret {
 		return "", errors.New("the new token is the current one: choose another")
 	}
 	full := pki.Token{CAHash: hash, User: "server", Secret: p.Secret}.String()
 	if err := atomicfile.Write(tokenPath, []byte(full+"\n"), 0o600); err != nil {
 		return "", err
+	}
+	if cur.Secret != "" {
+		if err := pki.RetireToken(tokenPath, cur.Secret, p.Secret); err != nil {
+			return full, fmt.Errorf("the token is rotated, but recording the old one as retired failed (a server restarted with the old --token would bring it back): %w", err)
+		}
 	}
 	return full, nil
 }

@@ -123,10 +123,11 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 	if err := writeKubeconfigs(cfg, f, cas["server-ca"].CertPEM); err != nil {
 		return nil, err
 	}
-	token, err := ensureToken(cfg.TokenPath(), cas["server-ca"].CertPEM, cfg.Token)
+	token, ev, err := ensureToken(cfg.TokenPath(), cas["server-ca"].CertPEM, cfg.Token)
 	if err != nil {
 		return nil, err
 	}
+	note(ev)
 	res.Token = token
 	res.ServerCA, res.ClientCA, res.KubeletServingCA = cas["server-ca"], cas["client-ca"], cas["kubelet-serving-ca"]
 	res.ServingDNSNames, res.ServingIPs = dnsNames, ips

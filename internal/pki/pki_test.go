@@ -576,6 +576,47 @@ func TestTokenGivenSecret(t *testing.T) {
 	}
 }
 
+// A --token that `k1s token rotate` retired does not come back when the
+// server restarts with it still in its unit file or config file.
+func TestRetiredTokenIsNotRevived(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Token = "first-secret-0123456"
+	mustEnsure(t, cfg, t0)
+	// What `k1s token rotate` does: a new token file, the old one retired.
+	cfg.Token = "second-secret-012345"
+	second := mustEnsure(t, cfg, t0).Token
+	if err := RetireToken(cfg.TokenPath(), "first-secret-0123456", "second-secret-012345"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(RetiredTokensPath(cfg.TokenPath())); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("retired list: %v, %v; want mode 600", st, err)
+	}
+	cfg.Token = "first-secret-0123456"
+	res := mustEnsure(t, cfg, t0)
+	if res.Token != second {
+		t.Errorf("restart with the retired token: token = %q, want the current %q", res.Token, second)
+	}
+	kept := false
+	for _, ev := range res.Events {
+		kept = kept || (ev.Name == "server token" && ev.Action == "kept" && strings.Contains(ev.Reason, "retired") && strings.Contains(ev.Reason, cfg.TokenPath()))
+	}
+	if !kept {
+		t.Errorf("events %+v: want one saying the retired --token is ignored and where the current one is", res.Events)
+	}
+	// Rotated back to the first: it is current again, so --token may name it.
+	if err := RetireToken(cfg.TokenPath(), "second-secret-012345", "first-secret-0123456"); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustEnsure(t, cfg, t0); !strings.HasSuffix(res.Token, "::server:first-secret-0123456") {
+		t.Errorf("token = %q, want the first secret, current again", res.Token)
+	}
+	// A new secret that was never retired still replaces the stored one.
+	cfg.Token = "third-secret-0123456"
+	if res := mustEnsure(t, cfg, t0); !strings.HasSuffix(res.Token, "::server:third-secret-0123456") {
+		t.Errorf("token = %q, want the new third secret", res.Token)
+	}
+}
+
 func TestTokenForeignCARefused(t *testing.T) {
 	cfg := testConfig(t)
 	res := mustEnsure(t, cfg, t0)
