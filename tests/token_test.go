@@ -240,6 +240,24 @@ func TestJoinTokens(t *testing.T) {
 			// A new agent with the token rotated away is still refused.
 			out := runAgentOnce(t, h2, url, want, "--node-name", "tok-rotated")
 			mustContain(t, out, "refused the token (wrong token)", "agent output with the rotated-away server token")
+
+			// The server restarted with a retired token (left in its unit or
+			// config file) keeps the current one.
+			tokFile := filepath.Join(t.TempDir(), "old-token")
+			if err := os.WriteFile(tokFile, []byte(old+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Stop(60 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			s.Args = append(s.Args, "--token-file", tokFile)
+			startExisting(t, s)
+			mustContain(t, s.Log(), "kept server token", "server log after a restart with the retired token")
+			if data, _ := os.ReadFile(filepath.Join(s.DataDir, "server", "token")); !strings.HasSuffix(strings.TrimSpace(string(data)), "::server:rotated-again-0123456789") {
+				t.Errorf("after a restart with the retired token the token file holds %q, want the current token", data)
+			}
+			out = runAgentOnce(t, h2, url, old, "--node-name", "tok-revived")
+			mustContain(t, out, "refused the token (wrong token)", "agent output with the retired token the server was restarted with")
 		})
 	})
 
