@@ -3,7 +3,9 @@ GO            ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 KUBE_VERSION  := v1.37.2
 KUBE_MAJOR    := 1
 KUBE_MINOR    := 37
-VERSION       ?= $(shell git describe --tags --match "v*" --dirty 2>/dev/null || echo "v0.1.0-dev+$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+# A build from a tree with uncommitted changes to tracked files says so.
+TREE_STATE    ?= $(shell test -z "$$(git status --porcelain --untracked-files=no 2>/dev/null)" && echo clean || echo dirty)
+VERSION       ?= $(shell git describe --tags --match "v*" --dirty 2>/dev/null || echo "v0.1.0-dev+$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(test $(TREE_STATE) = dirty && echo -dirty)")
 COMMIT        ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 BUILD_DATE    ?= $(shell git log -1 --format=%cd --date=format:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 # providerless drops in-tree cloud providers and their volume plugins.
@@ -12,7 +14,7 @@ KV            := k8s.io/component-base/version
 LDFLAGS       := -s -w \
 	-X github.com/k1s-io/k1s/internal/version.Version=$(VERSION) \
 	-X $(KV).gitVersion=$(KUBE_VERSION) -X $(KV).gitMajor=$(KUBE_MAJOR) -X $(KV).gitMinor=$(KUBE_MINOR) \
-	-X $(KV).gitCommit=$(COMMIT) -X $(KV).gitTreeState=clean -X $(KV).buildDate=$(BUILD_DATE) \
+	-X $(KV).gitCommit=$(COMMIT) -X $(KV).gitTreeState=$(TREE_STATE) -X $(KV).buildDate=$(BUILD_DATE) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=$(KUBE_MAJOR) -X k8s.io/client-go/pkg/version.gitMinor=$(KUBE_MINOR)
 
