@@ -372,10 +372,13 @@ EOF
 none)
 	# is_our_k1s PID: whether PID runs this install's k1s: $bin_dir/k1s, or
 	# the k1s that release file (a launcher) unpacked and exec'd,
-	# <data-dir>/data/<sha256>/k1s; " (deleted)" after an upgrade.
+	# <data-dir>/data/<sha256>/k1s; " (deleted)" after an upgrade. The
+	# kernel names the exe by its real path: a symlinked dir is resolved.
 	is_our_k1s() {
 		exe=$(readlink "/proc/$1/exe" 2>/dev/null || true)
-		case "${exe% (deleted)}" in "$bin_dir/k1s" | "$data_dir"/data/*/k1s) return 0 ;; esac
+		real_bin=$(readlink -f "$bin_dir" 2>/dev/null || echo "$bin_dir")
+		real_data=$(readlink -f "$data_dir" 2>/dev/null || echo "$data_dir")
+		case "${exe% (deleted)}" in "$real_bin/k1s" | "$real_data"/data/*/k1s) return 0 ;; esac
 		return 1
 	}
 	# stop_old: the k1s this script started before (an upgrade), by the PID
@@ -460,7 +463,9 @@ none)
 	case "$pid" in '' | *[!0-9]*) pid= ;; esac
 	if [ -n "$pid" ]; then
 		exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-		case "${exe% (deleted)}" in "$bin_dir/k1s" | "$data_dir"/data/*/k1s) ;; *) pid= ;; esac
+		real_bin=$(readlink -f "$bin_dir" 2>/dev/null || echo "$bin_dir")
+		real_data=$(readlink -f "$data_dir" 2>/dev/null || echo "$data_dir")
+		case "${exe% (deleted)}" in "$real_bin/k1s" | "$real_data"/data/*/k1s) ;; *) pid= ;; esac
 	fi
 	if [ -n "$pid" ]; then
 		kill -TERM "$pid" 2>/dev/null

@@ -505,6 +505,15 @@ func TestInstall(t *testing.T) {
 			}
 		}
 	}
+	// The server's bin dir is a symlink, as on hosts where /usr/local/bin
+	// leads to another disk: the kernel names the running k1s by its real
+	// path, and an upgrade must still find and stop it.
+	if err := os.Rename(srv.Bin, srv.Bin+"-real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(srv.Bin)+"-real", srv.Bin); err != nil {
+		t.Fatal(err)
+	}
 	watched := []string{srv.Dir, agt.Dir, "/etc/k1s", "/var/lib/k1s", "/run/k1s", "/var/lib/kubelet", "/var/lib/cni", "/run/containerd",
 		"/etc/systemd/system/k1s.service", "/etc/systemd/system/k1s-agent.service", "/etc/init.d/k1s", "/etc/init.d/k1s-agent",
 		"/etc/conf.d/k1s", "/etc/conf.d/k1s-agent", "/usr/local/bin/k1s", "/usr/local/bin/k1s-killall.sh"}
@@ -625,7 +634,7 @@ data: {k: v}
 
 	// 4. Failed and mismatching downloads change nothing.
 	oldPID := srv.pid(t)
-	snapBin, snapSvc, snapImg := snapshot(t, srv.Bin), snapshot(t, srv.Svc), snapshot(t, imgDir)
+	snapBin, snapSvc, snapImg := snapshot(t, srv.Bin+"-real"), snapshot(t, srv.Svc), snapshot(t, imgDir)
 	for _, c := range []struct{ path, want string }{
 		{"/broken", "download of " + url + "/broken/k1s failed"},
 		{"/mismatch", "checksum mismatch for k1s"},
@@ -637,7 +646,7 @@ data: {k: v}
 		mustContain(t, out, c.want, "install.sh from "+c.path)
 		mustContain(t, out, "nothing was changed", "install.sh from "+c.path)
 		for what, d := range map[string][]string{
-			"bin":    diffSnapshots(snapBin, snapshot(t, srv.Bin)),
+			"bin":    diffSnapshots(snapBin, snapshot(t, srv.Bin+"-real")),
 			"svc":    diffSnapshots(snapSvc, snapshot(t, srv.Svc)),
 			"images": diffSnapshots(snapImg, snapshot(t, imgDir)),
 		} {
