@@ -242,7 +242,7 @@ func tokenRotateCommand() *cli.Command {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, full)
-			fmt.Fprintf(c.App.ErrWriter, "server token in %s replaced: a running server refuses the old token from its next join on; nodes already joined keep working. If the server is started with --token, --token-file, K1S_TOKEN or a token: in its config file, change that too, or its next start restores the old token.\n", s.TokenPath())
+			fmt.Fprintf(c.App.ErrWriter, "server token in %s replaced: a running server refuses the old token from its next join on; nodes already joined keep working. If the server is started with --token, --token-file, K1S_TOKEN or a token: in its config file, change that to the new token: until then a restart keeps the new token and logs that the given one is retired.\n", s.TokenPath())
 			return nil
 		},
 	}
