@@ -21,7 +21,7 @@ func certificateCommand() *cli.Command {
 	var output string
 	return &cli.Command{
 		Name:  "certificate",
-		Usage: "inspect the certificates k1s manages",
+		Usage: "inspect the certificates k1s manages, and replace its CAs",
 		Subcommands: []*cli.Command{{
 			Name:  "check",
 			Usage: fmt.Sprintf("list every certificate with its subject, names and expiry; exit 1 if one expires within %d days", expiryWarning),
@@ -66,6 +66,6 @@ func certificateCommand() *cli.Command {
 				}
 				return nil
 			},
-		}},
+		}, certificateRotateCACommand()},
 	}
 }

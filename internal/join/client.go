@@ -151,7 +151,7 @@ func (c *Client) fetchCA(ctx context.Context) ([]byte, error) {
 		return data, nil
 	}
 	if got := pki.CAHash(data); got != c.Token.CAHash {
-		return nil, &Permanent{fmt.Errorf("the server at %s presents a CA certificate (sha256 %s…) that does not match the token (%s…): the token belongs to another cluster, or something is intercepting the connection; refusing to trust it", c.URL, got[:12], c.Token.CAHash[:12])}
+		return nil, &Permanent{fmt.Errorf("the server at %s presents a CA certificate (sha256 %s…) that does not match the token (%s…): the token belongs to another cluster, or the server's CAs were replaced (k1s certificate rotate-ca printed the new token), or something is intercepting the connection; refusing to trust it", c.URL, got[:12], c.Token.CAHash[:12])}
 	}
 	return data, nil
 }

@@ -7,7 +7,8 @@
 // flannel certificates and their kubeconfigs): the server writes its own
 // node's, and issues a joining agent's for the agent to write. The server
 // renews its leaf certificates at start when they near expiry or no longer
-// match what the configuration asks for.
+// match what the configuration asks for, and replaces the CAs on request
+// (RotateCAs, server stopped).
 package pki
 
 import (

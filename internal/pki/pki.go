@@ -66,6 +66,14 @@ type Result struct {
 	Events          []Event
 }
 
+// caSpecs are the cluster's CAs: file name and subject.
+var caSpecs = []struct{ name, cn string }{
+	{"server-ca", "k1s-server-ca"},
+	{"client-ca", "k1s-client-ca"},
+	{"request-header-ca", "k1s-request-header-ca"},
+	{"kubelet-serving-ca", "k1s-kubelet-serving-ca"},
+}
+
 // Ensure creates or renews every credential the server needs, writes the
 // kubeconfigs and the join token, and reports what it changed.
 func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
@@ -82,12 +90,7 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 		}
 	}
 	cas := map[string]*CA{}
-	for _, c := range []struct{ name, cn string }{
-		{"server-ca", "k1s-server-ca"},
-		{"client-ca", "k1s-client-ca"},
-		{"request-header-ca", "k1s-request-header-ca"},
-		{"kubelet-serving-ca", "k1s-kubelet-serving-ca"},
-	} {
+	for _, c := range caSpecs {
 		ca, ev, err := loadOrCreateCA(f.Dir, c.name, c.cn, now)
 		if err != nil {
 			return nil, err
