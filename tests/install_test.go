@@ -536,12 +536,12 @@ func TestInstall(t *testing.T) {
 	if err := images.Busybox(filepath.Join(imgDir, "busybox.tar"), busybox, "sleep", "3600"); err != nil {
 		t.Fatal(err)
 	}
-	ports := make([]string, 3)
-	for i := range ports {
-		p, err := harness.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
+	free, err := harness.FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := make([]string, len(free))
+	for i, p := range free {
 		ports[i] = strconv.Itoa(p)
 	}
 	kc := filepath.Join(srv.Etc, "k1s.yaml")

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -47,14 +48,62 @@ func Bundle() string {
 	return filepath.Join(filepath.Dir(Bin()), BundleName)
 }
 
-// FreePort asks the kernel for a free loopback TCP port.
+// FreePort returns a TCP port that is free on every address (see FreePorts).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p[0], nil
+}
+
+// FreePorts returns n different TCP ports, each free on every address when
+// picked. Asking the kernel for port 0 n times can give one port twice (an
+// apiserver and a scheduler on one port), and its answers come from the
+// ephemeral range, where any outgoing connection may take the port before
+// k1s binds it. So the ports come from 20000–29999, below the ephemeral
+// range and the NodePort range (30000–32767), and all n are held until the
+// last one is found.
+func FreePorts(n int) ([]int, error) {
+	lo, hi := 20000, 30000
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if eph, err := strconv.Atoi(f[0]); err == nil && eph < hi {
+				hi = eph
+			}
+		}
+	}
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	var ports []int
+	if hi-lo < 1000 { // an unusual ephemeral range: let the kernel choose
+		for len(ports) < n {
+			l, err := net.Listen("tcp", ":0")
+			if err != nil {
+				return nil, err
+			}
+			held = append(held, l)
+			ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		}
+		return ports, nil
+	}
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 2000 {
+			return nil, fmt.Errorf("no %d free TCP ports in %d–%d", n, lo, hi-1)
+		}
+		p := lo + rand.IntN(hi-lo)
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		held = append(held, l)
+		ports = append(ports, p)
+	}
+	return ports, nil
 }
 
 // Env is the environment for k1s children: the caller's, minus any K1S_*
@@ -105,13 +154,9 @@ func NewNodeServer(dir string, extra ...string) (*Server, error) {
 }
 
 func newServer(dir string, node bool, extra ...string) (*Server, error) {
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
+	ports, err := FreePorts(3)
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
 		Dir:        dir,
