@@ -516,11 +516,13 @@ func tail(path string, n int) string {
 }
 
 // Problems returns the first n error, fatal and warning lines of the
-// current log: the cause of a failed start is often far from its end.
+// current log, and the error k1s exited with: the cause of a failed start
+// is often far from the log's end.
 func (s *Server) Problems(n int) string {
 	var out []string
 	for _, l := range strings.Split(s.Log(), "\n") {
-		if strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") || strings.Contains(l, "level=warning") {
+		// "k1s: …" is the error k1s exits with.
+		if strings.HasPrefix(l, "k1s: ") || strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") || strings.Contains(l, "level=warning") {
 			out = append(out, l)
 			if len(out) == n {
 				break
