@@ -44,6 +44,21 @@ func StatusField(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
 }
 
+// SmapsRollupField reads a kB field (e.g. "Pss:") of /proc/<pid>/smaps_rollup.
+func SmapsRollupField(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field) {
+			f := strings.Fields(line)
+			return strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/%d/smaps_rollup", field, pid)
+}
+
 // CPUTicks is utime+stime of pid from /proc/<pid>/stat.
 func CPUTicks(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
