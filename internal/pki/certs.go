@@ -247,8 +247,8 @@ func (l *leaf) staleReason(cert *x509.Certificate, now time.Time) string {
 }
 
 // ensureLeaf makes sure dir/name.{crt,key} hold a valid certificate for l,
-// reusing the existing key when there is one.
-func ensureLeaf(dir string, l *leaf, now time.Time) (*Event, error) {
+// reusing the existing key when there is one. force reissues a good one too.
+func ensureLeaf(dir string, l *leaf, force bool, now time.Time) (*Event, error) {
 	certPEM, keyPEM, found, err := readPair(dir, l.name)
 	var key crypto.Signer
 	reason := ""
@@ -265,8 +265,11 @@ func ensureLeaf(dir string, l *leaf, now time.Time) (*Event, error) {
 		default:
 			key = k
 			reason = l.staleReason(cert, now)
-			if reason == "" {
+			if reason == "" && !force {
 				return nil, nil
+			}
+			if reason == "" {
+				reason = "rotation asked for"
 			}
 		}
 	} else if found {

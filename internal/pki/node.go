@@ -68,7 +68,7 @@ func EnsureNode(res *Result, dir, nodeName, nodeIP, apiURL string, now time.Time
 	}
 	var events []Event
 	for _, l := range nodeLeaves(res, nodeName, nodeIP) {
-		ev, err := ensureLeaf(dir, l, now)
+		ev, err := ensureLeaf(dir, l, false, now)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", l.name, err)
 		}
