@@ -113,6 +113,9 @@ func decodeKey(data []byte) (crypto.Signer, error) {
 	return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
 }
 
+// ParseCert reads a PEM certificate.
+func ParseCert(data []byte) (*x509.Certificate, error) { return decodeCert(data) }
+
 func decodeCert(data []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE" {

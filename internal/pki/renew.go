@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	clientcmd "k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k1s-io/k1s/internal/config"
 )
@@ -125,10 +127,10 @@ func (r *Renewer) Check(now time.Time) ([]Event, error) {
 			events = append(events, *ev)
 		}
 	}
-	if len(events) > 0 {
-		if err := writeKubeconfigs(r.Cfg, f, r.PKI.ServerCA.CertPEM); err != nil {
-			return events, err
-		}
+	// Every time, not only after a renewal here: `k1s certificate rotate`
+	// may have replaced the admin certificate that one kubeconfig inlines.
+	if err := writeKubeconfigs(r.Cfg, f, r.PKI.ServerCA.CertPEM); err != nil {
+		return events, err
 	}
 	if r.Cfg.DisableAgent {
 		return events, nil
@@ -218,6 +220,56 @@ func CheckInterval() (time.Duration, error) {
 		return 0, fmt.Errorf("%s=%q: want a positive duration such as 10s", CheckIntervalEnv, v)
 	}
 	return d, nil
+}
+
+// RefreshInlined puts the current certificate and key files into the
+// kubeconfig at path when it inlines another certificate of the same
+// subject from the same CA (the admin kubeconfig after the admin
+// certificate was rotated). It reports whether it changed the file; a
+// missing file or one holding other credentials is left alone.
+func RefreshInlined(path, certFile, keyFile string) (bool, error) {
+	kc, err := clientcmd.LoadFromFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return false, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return false, err
+	}
+	cur, err := decodeCert(certPEM)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for _, ai := range kc.AuthInfos {
+		old, err := decodeCert(ai.ClientCertificateData)
+		if err != nil || bytes.Equal(ai.ClientCertificateData, certPEM) ||
+			old.Subject.String() != cur.Subject.String() || !bytes.Equal(old.RawIssuer, cur.RawIssuer) ||
+			!bytes.Equal(old.AuthorityKeyId, cur.AuthorityKeyId) {
+			continue
+		}
+		ai.ClientCertificateData, ai.ClientKeyData = certPEM, keyPEM
+		changed = true
+	}
+	if !changed {
+		return false, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		return false, err
+	}
+	return true, writeFileAtomic(path, data, fi.Mode().Perm())
 }
 
 // RenewLoop calls check every interval until ctx ends, logging each

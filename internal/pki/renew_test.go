@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	clientcmd "k8s.io/client-go/tools/clientcmd"
+
 	"github.com/k1s-io/k1s/internal/config"
 )
 
@@ -195,5 +197,46 @@ func TestRotateNeedsTheServersCAs(t *testing.T) {
 	_, err := Rotate(t.TempDir(), t.TempDir(), map[string]bool{"client-kubelet": true}, t0)
 	if err == nil || !strings.Contains(err.Error(), "server-ca") || !strings.Contains(err.Error(), "is this a k1s server's data dir") {
 		t.Errorf("Rotate without CAs = %v", err)
+	}
+}
+
+// After the admin certificate is rotated, the kubeconfig that inlines it
+// gets the new one; a kubeconfig with other credentials is left alone.
+func TestRefreshInlined(t *testing.T) {
+	cfg := renewConfig(t)
+	res := mustEnsure(t, cfg, t0)
+	f := res.Files
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	data, err := kubeconfig("https://127.0.0.1:6443", "sched", res.ServerCA.CertPEM, "", f.path("client-kube-scheduler.crt"), f.path("client-kube-scheduler.key"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(f.Dir, f.Dir, map[string]bool{"client-admin": true}, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	newCert := fileBytes(t, f.AdminCert())
+	for _, c := range []struct {
+		path string
+		want bool
+	}{{cfg.WriteKubeconfig, true}, {cfg.WriteKubeconfig, false}, {other, false}, {filepath.Join(t.TempDir(), "missing"), false}} {
+		got, err := RefreshInlined(c.path, f.AdminCert(), f.AdminKey())
+		if err != nil || got != c.want {
+			t.Errorf("RefreshInlined(%s) = %v, %v; want %v", c.path, got, err, c.want)
+		}
+	}
+	kc, err := clientcmd.LoadFromFile(cfg.WriteKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range kc.AuthInfos {
+		if !bytes.Equal(ai.ClientCertificateData, newCert) {
+			t.Error("admin kubeconfig does not hold the rotated certificate")
+		}
+	}
+	if fi, err := os.Stat(other); err != nil || fi.Mode().Perm() != 0o640 || !bytes.Equal(fileBytes(t, other), data) {
+		t.Errorf("other kubeconfig changed: %v", err)
 	}
 }
