@@ -7,7 +7,9 @@
 // flannel certificates and their kubeconfigs): the server writes its own
 // node's, and issues a joining agent's for the agent to write. The server
 // renews its leaf certificates at start when they near expiry or no longer
-// match what the configuration asks for.
+// match what the configuration asks for, and checks them again while it
+// runs (Renewer, RenewLoop); Rotate reissues named leaves on request. CAs
+// are created once and never replaced here.
 package pki
 
 import (
