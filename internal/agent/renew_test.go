@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -75,4 +76,47 @@ func mapsEqual(a, b map[string][]byte) bool {
 		}
 	}
 	return true
+}
+
+// `k1s certificate rotate --service client-kube-proxy` on a joined agent's
+// data dir replaces that pair only, with what the server issues to the
+// node's own certificate.
+func TestRotateNodeReplacesOnlyNamed(t *testing.T) {
+	js, _, url, token := newJoinServer(t, testCluster())
+	a, steps, f, got := testAgent(t, url, token)
+	runUntilKubelet(t, a, steps, f)
+	js.Secret = "rotated-secret-0123456789" // no token needed
+	dir := got.PKIDir()
+	snap := func() map[string][]byte {
+		out := map[string][]byte{}
+		paths, _ := filepath.Glob(filepath.Join(dir, "*"))
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[filepath.Base(p)] = b
+		}
+		return out
+	}
+	before := snap()
+	names, err := join.RotateNode(context.Background(), got.AgentDir(), map[string]bool{"client-kube-proxy": true})
+	if err != nil || !slices.Equal(names, []string{"client-kube-proxy"}) {
+		t.Fatalf("RotateNode = %v, %v", names, err)
+	}
+	var changed []string
+	for n, b := range snap() {
+		if !bytes.Equal(before[n], b) {
+			changed = append(changed, n)
+		}
+	}
+	slices.Sort(changed)
+	if !slices.Equal(changed, []string{"client-kube-proxy.crt", "client-kube-proxy.key"}) {
+		t.Errorf("changed %v, want only the kube-proxy pair", changed)
+	}
+
+	if _, err := join.RotateNode(context.Background(), t.TempDir(), map[string]bool{"client-kubelet": true}); err == nil ||
+		!strings.Contains(err.Error(), "has it joined?") {
+		t.Errorf("RotateNode on an empty dir = %v", err)
+	}
 }
