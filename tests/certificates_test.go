@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,21 +80,7 @@ func TestCertificateRenewalWhileRunning(t *testing.T) {
 		return nil
 	})
 	eventually(t, time.Minute, "node "+node+" Ready and its lease renewed after the renewal", func() error {
-		if err := nodeReady(s, node); err != nil {
-			return err
-		}
-		out, err := s.Kubectl("get", "lease", "-n", "kube-node-lease", node, "-o", "jsonpath={.spec.renewTime}")
-		if err != nil {
-			return err
-		}
-		at, err := time.Parse(time.RFC3339Nano, out)
-		if err != nil {
-			return err
-		}
-		if !at.After(renewedAt) {
-			return fmt.Errorf("lease renewed last at %s, before the renewal at %s", at, renewedAt)
-		}
-		return nil
+		return readyWithLeaseAfter(s, node, renewedAt)
 	})
 
 	t.Run("rotate one", func(t *testing.T) {
@@ -139,6 +126,93 @@ func TestCertificateRenewalWhileRunning(t *testing.T) {
 			t.Error("a refused rotate changed files")
 		}
 	})
+}
+
+// TestAgentCertificateRenewal: an agent (in a lab host) renews a node
+// certificate forced near expiry through the join endpoint, with its node
+// certificate, while running: its kubelet serves the new certificate and
+// the node stays Ready. `k1s certificate rotate --service client-flannel`
+// on the agent's data dir replaces that pair only.
+func TestAgentCertificateRenewal(t *testing.T) {
+	lab := harness.NewLab(t)
+	h := lab.AddHost(t, "agent1")
+	s := startNode(t, "--tls-san", lab.GatewayIP)
+	a := startAgent(t, s, lab, h)
+	// Again with the short check interval (the harness passes no K1S_*).
+	if err := a.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	a.Prefix = append(h.NetPrefix(), "env", checkIntervalEnv+"=3s")
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitLog("k1s agent is ready", 3*time.Minute); err != nil {
+		t.Fatalf("%v\n%s", err, a.Tail(30))
+	}
+	tlsDir := filepath.Join(s.DataDir, "server", "tls")
+	pkiDir := filepath.Join(a.DataDir, "agent", "pki")
+	serving := filepath.Join(pkiDir, "serving-kubelet.crt")
+	kubelet := net.JoinHostPort(h.IP, "10250")
+	renewedAt := time.Now()
+	short := shortLived(t, serving, filepath.Join(tlsDir, "kubelet-serving-ca"))
+	var renewed *x509.Certificate
+	eventually(t, time.Minute, "renewal of the agent's serving-kubelet", func() error {
+		renewed = readCertFile(t, serving)
+		if renewed.Equal(short) || time.Until(renewed.NotAfter) < 300*24*time.Hour {
+			return fmt.Errorf("still expires %s", renewed.NotAfter)
+		}
+		return nil
+	})
+	mustContain(t, a.Log(), "certificate serving-kubelet renewed (expires in 9 days, from the server with its node certificate)", "agent log")
+	eventually(t, 2*time.Minute, "the agent's kubelet serving the renewed certificate", func() error {
+		if got := servedCert(t, kubelet); !got.Equal(renewed) {
+			return fmt.Errorf("kubelet serves serial %v, want %v", got.SerialNumber, renewed.SerialNumber)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, "node "+h.Name+" Ready with its lease renewed after the renewal", func() error {
+		return readyWithLeaseAfter(s, h.Name, renewedAt)
+	})
+
+	before := keyAndCertFiles(t, pkiDir)
+	code, out, err := harness.Run(60*time.Second, "certificate", "rotate", "--service", "client-flannel", "--data-dir", a.DataDir)
+	if err != nil || code != 0 {
+		t.Fatalf("certificate rotate on the agent: exit %d %v\n%s", code, err, out)
+	}
+	after := keyAndCertFiles(t, pkiDir)
+	var changed []string
+	for p, b := range after {
+		if !bytes.Equal(before[p], b) {
+			changed = append(changed, filepath.Base(p))
+		}
+	}
+	slices.Sort(changed)
+	if !slices.Equal(changed, []string{"client-flannel.crt", "client-flannel.key"}) || len(after) != len(before) {
+		t.Errorf("rotate on the agent changed %v, want only the client-flannel pair", changed)
+	}
+	if err := nodeReady(s, h.Name); err != nil {
+		t.Error(err)
+	}
+}
+
+// readyWithLeaseAfter: node is Ready and its kubelet renewed its lease
+// after at.
+func readyWithLeaseAfter(s *harness.Server, node string, at time.Time) error {
+	if err := nodeReady(s, node); err != nil {
+		return err
+	}
+	out, err := s.Kubectl("get", "lease", "-n", "kube-node-lease", node, "-o", "jsonpath={.spec.renewTime}")
+	if err != nil {
+		return err
+	}
+	renew, err := time.Parse(time.RFC3339Nano, out)
+	if err != nil {
+		return err
+	}
+	if !renew.After(at) {
+		return fmt.Errorf("lease renewed last at %s, not after %s", renew, at)
+	}
+	return nil
 }
 
 func readCertFile(t *testing.T, path string) *x509.Certificate {
