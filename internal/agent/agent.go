@@ -79,7 +79,10 @@ func (a *agent) steps() []pipeline.Step {
 	return []pipeline.Step{
 		{Name: "join", Run: a.join},
 		{Name: "node", Run: func(ctx context.Context) error {
-			return pipeline.Run(ctx, a.log, node.New(a.node(), a.credentials, a.exec, a.sup, a.log).Steps())
+			if err := pipeline.Run(ctx, a.log, node.New(a.node(), a.credentials, a.exec, a.sup, a.log).Steps()); err != nil {
+				return err
+			}
+			return a.startRenewal()
 		}},
 	}
 }
@@ -122,7 +125,7 @@ func (a *agent) join(ctx context.Context) error {
 	req := join.Request{NodeName: a.cfg.NodeName, NodeIP: a.cfg.NodeIP, Password: password}
 	var lastReport time.Time
 	for {
-		resp, how, err := a.joinOnce(ctx, req, n.PKIDir())
+		resp, how, err := a.joinOnce(ctx, req, n.PKIDir(), time.Now())
 		if err == nil {
 			if resp.FlannelBackend == "" { // servers before flannel sent none
 				resp.FlannelBackend = config.DefaultFlannelBackend
@@ -154,8 +157,8 @@ func (a *agent) join(ctx context.Context) error {
 // restart needs no valid token (the server token may have been rotated, a
 // bootstrap token deleted); if the server refuses that, or no longer knows
 // the node, the token is tried.
-func (a *agent) joinOnce(ctx context.Context, req join.Request, pkiDir string) (*join.Response, string, error) {
-	id, err := join.LoadIdentity(pkiDir, req.NodeName, a.client.Token, time.Now())
+func (a *agent) joinOnce(ctx context.Context, req join.Request, pkiDir string, now time.Time) (*join.Response, string, error) {
+	id, err := join.LoadIdentity(pkiDir, req.NodeName, a.client.Token, now)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			a.log.Infof("not re-authenticating with the node's certificate (%v): using the token", err)

@@ -11,7 +11,8 @@
 // names and addresses of the apiserver, reserves the node name for the
 // host's node password and issues the node's certificates. The client side
 // is the agent's half, which tries the node's own certificate before the
-// token. The package also creates, lists and deletes
+// token; RotateNode uses it to renew a joined agent's certificates for
+// `k1s certificate rotate`. The package also creates, lists and deletes
 // bootstrap tokens and rotates the server token, for `k1s token`.
 package join
 

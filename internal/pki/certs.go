@@ -7,8 +7,9 @@
 // flannel certificates and their kubeconfigs): the server writes its own
 // node's, and issues a joining agent's for the agent to write. The server
 // renews its leaf certificates at start when they near expiry or no longer
-// match what the configuration asks for, and replaces the CAs on request
-// (RotateCAs, server stopped).
+// match what the configuration asks for, and checks them again while it
+// runs (Renewer, RenewLoop); Rotate reissues named leaves on request, and
+// RotateCAs replaces the CAs (server stopped).
 package pki
 
 import (
@@ -113,6 +114,9 @@ func decodeKey(data []byte) (crypto.Signer, error) {
 	}
 	return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
 }
+
+// ParseCert reads a PEM certificate.
+func ParseCert(data []byte) (*x509.Certificate, error) { return decodeCert(data) }
 
 func decodeCert(data []byte) (*x509.Certificate, error) {
 	block, _ := pem.Decode(data)
@@ -248,8 +252,8 @@ func (l *leaf) staleReason(cert *x509.Certificate, now time.Time) string {
 }
 
 // ensureLeaf makes sure dir/name.{crt,key} hold a valid certificate for l,
-// reusing the existing key when there is one.
-func ensureLeaf(dir string, l *leaf, now time.Time) (*Event, error) {
+// reusing the existing key when there is one. force reissues a good one too.
+func ensureLeaf(dir string, l *leaf, force bool, now time.Time) (*Event, error) {
 	certPEM, keyPEM, found, err := readPair(dir, l.name)
 	var key crypto.Signer
 	reason := ""
@@ -266,8 +270,11 @@ func ensureLeaf(dir string, l *leaf, now time.Time) (*Event, error) {
 		default:
 			key = k
 			reason = l.staleReason(cert, now)
-			if reason == "" {
+			if reason == "" && !force {
 				return nil, nil
+			}
+			if reason == "" {
+				reason = "rotation asked for"
 			}
 		}
 	} else if found {

@@ -68,7 +68,7 @@ func EnsureNode(res *Result, dir, nodeName, nodeIP, apiURL string, now time.Time
 	}
 	var events []Event
 	for _, l := range nodeLeaves(res, nodeName, nodeIP) {
-		ev, err := ensureLeaf(dir, l, now)
+		ev, err := ensureLeaf(dir, l, false, now)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", l.name, err)
 		}
@@ -121,24 +121,44 @@ func WriteNode(dir string, b *NodeBundle, apiURL string) error {
 		return err
 	}
 	n := NodeFiles{Dir: dir}
-	for _, f := range []struct {
-		path string
-		data []byte
-		mode os.FileMode
+	if err := writeNodePairs(n, b, nil); err != nil {
+		return err
+	}
+	return writeNodeCommon(n, b.ServerCA, b.ClientCA, apiURL)
+}
+
+// WriteNodeSome writes only the named certificates (NodeLeafNames) of b,
+// each with its key, into a node's existing credentials dir.
+func WriteNodeSome(dir string, b *NodeBundle, names map[string]bool) error {
+	return writeNodePairs(NodeFiles{Dir: dir}, b, names)
+}
+
+// writeNodePairs writes b's key and certificate pairs, all of them or
+// those named in only; a key goes before its certificate.
+func writeNodePairs(n NodeFiles, b *NodeBundle, only map[string]bool) error {
+	for _, p := range []struct {
+		name      string
+		key, cert []byte
 	}{
-		{n.ClientKey(), b.KubeletKey, 0o600}, {n.ClientCert(), b.KubeletCert, 0o644},
-		{n.ServingKey(), b.ServingKey, 0o600}, {n.ServingCert(), b.ServingCert, 0o644},
-		{n.ProxyKey(), b.ProxyKey, 0o600}, {n.ProxyCert(), b.ProxyCert, 0o644},
-		{n.FlannelKey(), b.FlannelKey, 0o600}, {n.FlannelCert(), b.FlannelCert, 0o644},
+		{"client-kubelet", b.KubeletKey, b.KubeletCert},
+		{"serving-kubelet", b.ServingKey, b.ServingCert},
+		{"client-kube-proxy", b.ProxyKey, b.ProxyCert},
+		{"client-flannel", b.FlannelKey, b.FlannelCert},
 	} {
-		if len(f.data) == 0 {
-			return fmt.Errorf("the server sent no %s", filepath.Base(f.path))
+		if only != nil && !only[p.name] {
+			continue
 		}
-		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+		if len(p.key) == 0 || len(p.cert) == 0 {
+			return fmt.Errorf("the server sent no %s certificate and key", p.name)
+		}
+		if err := writeFileAtomic(n.path(p.name+".key"), p.key, 0o600); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(n.path(p.name+".crt"), p.cert, 0o644); err != nil {
 			return err
 		}
 	}
-	return writeNodeCommon(n, b.ServerCA, b.ClientCA, apiURL)
+	return nil
 }
 
 // writeNodeCommon writes the CA copies and the kubeconfigs.

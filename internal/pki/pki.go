@@ -66,14 +66,6 @@ type Result struct {
 	Events          []Event
 }
 
-// caSpecs are the cluster's CAs: file name and subject.
-var caSpecs = []struct{ name, cn string }{
-	{"server-ca", "k1s-server-ca"},
-	{"client-ca", "k1s-client-ca"},
-	{"request-header-ca", "k1s-request-header-ca"},
-	{"kubelet-serving-ca", "k1s-kubelet-serving-ca"},
-}
-
 // Ensure creates or renews every credential the server needs, writes the
 // kubeconfigs and the join token, and reports what it changed.
 func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
@@ -89,29 +81,16 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 			res.Events = append(res.Events, *ev)
 		}
 	}
-	cas := map[string]*CA{}
-	for _, c := range caSpecs {
-		ca, ev, err := loadOrCreateCA(f.Dir, c.name, c.cn, now)
-		if err != nil {
-			return nil, err
-		}
-		note(ev)
-		cas[c.name] = ca
+	cas, err := loadCAs(f.Dir, true, now, note)
+	if err != nil {
+		return nil, err
 	}
 	dnsNames, ips, err := servingNames(cfg)
 	if err != nil {
 		return nil, err
 	}
-	leaves := []*leaf{
-		{name: "serving-kube-apiserver", ca: cas["server-ca"], cn: "kube-apiserver", server: true, dnsNames: dnsNames, ips: ips},
-		{name: "client-admin", ca: cas["client-ca"], cn: AdminUser, orgs: []string{AdminGroup}, client: true},
-		{name: "client-kube-scheduler", ca: cas["client-ca"], cn: SchedulerUser, client: true},
-		{name: "client-kube-controller-manager", ca: cas["client-ca"], cn: ControllerManagerUser, client: true},
-		{name: "client-kube-apiserver", ca: cas["client-ca"], cn: APIServerKubeletUser, client: true},
-		{name: "client-auth-proxy", ca: cas["request-header-ca"], cn: AuthProxyUser, client: true},
-	}
-	for _, l := range leaves {
-		ev, err := ensureLeaf(f.Dir, l, now)
+	for _, l := range serverLeaves(cas, dnsNames, ips) {
+		ev, err := ensureLeaf(f.Dir, l, false, now)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", l.name, err)
 		}
@@ -135,6 +114,46 @@ func Ensure(cfg *config.Server, now time.Time) (*Result, error) {
 	res.ServerCA, res.ClientCA, res.KubeletServingCA = cas["server-ca"], cas["client-ca"], cas["kubelet-serving-ca"]
 	res.ServingDNSNames, res.ServingIPs = dnsNames, ips
 	return res, nil
+}
+
+// serverCAs are the server's CAs: file base name and subject.
+var serverCAs = []struct{ name, cn string }{
+	{"server-ca", "k1s-server-ca"},
+	{"client-ca", "k1s-client-ca"},
+	{"request-header-ca", "k1s-request-header-ca"},
+	{"kubelet-serving-ca", "k1s-kubelet-serving-ca"},
+}
+
+// loadCAs reads the server's CAs from dir; with create, a missing one is
+// made (first start), otherwise it is an error.
+func loadCAs(dir string, create bool, now time.Time, note func(*Event)) (map[string]*CA, error) {
+	cas := map[string]*CA{}
+	for _, c := range serverCAs {
+		if !create {
+			if _, err := os.Stat(filepath.Join(dir, c.name+".crt")); err != nil {
+				return nil, fmt.Errorf("CA %s: %w (is this a k1s server's data dir?)", c.name, err)
+			}
+		}
+		ca, ev, err := loadOrCreateCA(dir, c.name, c.cn, now)
+		if err != nil {
+			return nil, err
+		}
+		note(ev)
+		cas[c.name] = ca
+	}
+	return cas, nil
+}
+
+// serverLeaves are the server's own leaf certificates.
+func serverLeaves(cas map[string]*CA, dnsNames []string, ips []net.IP) []*leaf {
+	return []*leaf{
+		{name: "serving-kube-apiserver", ca: cas["server-ca"], cn: "kube-apiserver", server: true, dnsNames: dnsNames, ips: ips},
+		{name: "client-admin", ca: cas["client-ca"], cn: AdminUser, orgs: []string{AdminGroup}, client: true},
+		{name: "client-kube-scheduler", ca: cas["client-ca"], cn: SchedulerUser, client: true},
+		{name: "client-kube-controller-manager", ca: cas["client-ca"], cn: ControllerManagerUser, client: true},
+		{name: "client-kube-apiserver", ca: cas["client-ca"], cn: APIServerKubeletUser, client: true},
+		{name: "client-auth-proxy", ca: cas["request-header-ca"], cn: AuthProxyUser, client: true},
+	}
 }
 
 // servingNames lists the names and addresses the apiserver answers to.

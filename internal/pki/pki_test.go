@@ -710,7 +710,7 @@ func TestEnsureNodeMovesServingCertToKubeletServingCA(t *testing.T) {
 	dir := t.TempDir()
 	old := &leaf{name: "serving-kubelet", ca: res.ServerCA, cn: "n1", server: true, dnsNames: []string{"n1", "localhost"},
 		ips: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("192.0.2.7")}}
-	if _, err := ensureLeaf(dir, old, t0); err != nil {
+	if _, err := ensureLeaf(dir, old, false, t0); err != nil {
 		t.Fatal(err)
 	}
 	events, err := EnsureNode(res, dir, "n1", "192.0.2.7", "https://127.0.0.1:6443", t0)

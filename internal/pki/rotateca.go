@@ -71,7 +71,7 @@ func RotateCAs(tlsDir, tokenPath string, now time.Time) (*CARotation, error) {
 		}
 	}
 	var serverCA *CA
-	for _, c := range caSpecs {
+	for _, c := range serverCAs {
 		ca, _, err := loadOrCreateCA(tlsDir, c.name, c.cn, now)
 		if err != nil {
 			return nil, fmt.Errorf("creating %s: %w (the old files are in %s)", c.name, err, backup)

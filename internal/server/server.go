@@ -1,7 +1,7 @@
 // Package server assembles `k1s server` from a complete, validated
 // config.Server: it takes the data-dir lock, then runs the start-up
 // pipeline (datastore → PKI → apiserver → controllers → add-ons → the
-// server's own node), reports readiness, and on a signal or a component's
+// server's own node → the periodic certificate renewal), reports readiness, and on a signal or a component's
 // failure stops every component in reverse start order.
 package server
 
@@ -134,7 +134,7 @@ func (r *run) steps() []pipeline.Step {
 			return pipeline.Run(ctx, r.log, node.New(r.cfg.Node(), r.nodeCredentials, r.exec, r.sup, r.log).Steps())
 		}})
 	}
-	return steps
+	return append(steps, pipeline.Step{Name: "cert-renewal", Run: r.certRenewal})
 }
 
 func (r *run) datastore(ctx context.Context) error {

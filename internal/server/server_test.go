@@ -78,6 +78,7 @@ func newHarness(t *testing.T) *harness {
 		"node-name-release": {"node-name-release"},
 		"addons":            {"deploy", "nodehosts", "servicelb"},
 		"node":              {"containerd", "kubelet", "flannel", "kube-proxy"},
+		"cert-renewal":      {"cert-renewal"},
 	}
 	for _, s := range h.r.steps() {
 		name, run := s.Name, s.Run
@@ -141,7 +142,7 @@ func TestServerStepOrderAndShutdownOrder(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("start-up did not finish; events %v", h.fake.Events())
 	}
-	waitStarted(t, h, 11)
+	waitStarted(t, h, 12)
 	cancel()
 	select {
 	case err := <-done:
@@ -152,12 +153,12 @@ func TestServerStepOrderAndShutdownOrder(t *testing.T) {
 		t.Fatal("shutdown did not finish")
 	}
 
-	wantSteps := []string{"datastore", "pki", "kube-apiserver", "rbac", "controllers", "node-name-release", "addons", "node"}
+	wantSteps := []string{"datastore", "pki", "kube-apiserver", "rbac", "controllers", "node-name-release", "addons", "node", "cert-renewal"}
 	if got := h.events("step "); !slices.Equal(got, wantSteps) {
 		t.Errorf("steps %v, want %v", got, wantSteps)
 	}
 	wantStart := []string{"kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-name-release",
-		"deploy", "nodehosts", "servicelb", "containerd", "kubelet", "flannel", "kube-proxy"}
+		"deploy", "nodehosts", "servicelb", "containerd", "kubelet", "flannel", "kube-proxy", "cert-renewal"}
 	if got := h.events("start "); !slices.Equal(got, wantStart) {
 		t.Errorf("started %v, want %v", got, wantStart)
 	}
