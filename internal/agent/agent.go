@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/gotune"
 	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/logging"
 	"github.com/k1s-io/k1s/internal/node"
@@ -50,6 +52,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 	defer logs.Close()
+	log.Info(gotune.Apply(os.Getenv))
 	// A data dir restored with loose modes must not leave keys readable.
 	if err := datadir.Tighten(cfg.DataDir, func(m string) { log.Warn(m) }); err != nil {
 		return err

@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/datastore"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/gotune"
 	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/logging"
 	"github.com/k1s-io/k1s/internal/node"
@@ -51,6 +53,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	defer logs.Close()
+	log.Info(gotune.Apply(os.Getenv))
 	// A data dir restored with loose modes must not leave keys readable.
 	if err := datadir.Tighten(cfg.DataDir, func(m string) { log.Warn(m) }); err != nil {
 		return err

@@ -24,13 +24,36 @@ func main() {
 	starts := flag.Int("starts", 5, "cold starts to time")
 	settle := flag.Duration("settle", 60*time.Second, "idle time before RSS is read")
 	window := flag.Duration("window", 60*time.Second, "idle window for CPU %")
+	idleOnly := flag.Int("idle-runs", 0, "only measure a control-plane-only server's idle memory and CPU this many times, print a table row, write nothing")
+	label := flag.String("label", "", "first column of the -idle-runs row")
+	heapDir := flag.String("heap-dir", "", "with -idle-runs, save each run's heap profile (debug=1) in this folder")
+	var serverArgs listFlag
+	flag.Var(&serverArgs, "server-arg", "extra `k1s server` flag for -idle-runs (repeatable)")
 	flag.Parse()
 	os.Setenv("K1S_BIN", *bin)
+	if *idleOnly > 0 {
+		ss, err := idleRuns(*idleOnly, serverArgs, *settle, *window, *heapDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		if *label == "" {
+			*label = strings.Join(append([]string{"`k1s server --disable-agent`"}, serverArgs...), " ")
+		}
+		fmt.Printf("%s\n%s\n", idleHeader, idleSummary(*label, ss))
+		return
+	}
 	if err := run(*bin, *out, *starts, *settle, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func run(bin, out string, starts int, settle, window time.Duration) error {
 	st, err := os.Stat(bin)

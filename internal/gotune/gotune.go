@@ -1,0 +1,28 @@
+// Package gotune sets the Go garbage collector of the long-running k1s
+// commands (server, agent) for a small idle footprint: the components keep
+// a large, mostly static heap, so the collector's default headroom (GOGC=100,
+// as much garbage again as live heap) is mostly memory held for nothing. A
+// GOGC or GOMEMLIMIT in the environment is the user's choice and wins.
+package gotune
+
+import (
+	"fmt"
+	"runtime/debug"
+)
+
+// GCPercent is k1s's default GOGC for server and agent.
+const GCPercent = 50
+
+// setGCPercent is runtime/debug.SetGCPercent, replaced in tests.
+var setGCPercent = debug.SetGCPercent
+
+// Apply sets the collector unless the environment (getenv) holds GOGC or
+// GOMEMLIMIT, and says in one line what the collector runs with.
+func Apply(getenv func(string) string) string {
+	gogc, limit := getenv("GOGC"), getenv("GOMEMLIMIT")
+	if gogc != "" || limit != "" {
+		return fmt.Sprintf("Go garbage collector as the environment sets it (GOGC=%q, GOMEMLIMIT=%q)", gogc, limit)
+	}
+	setGCPercent(GCPercent)
+	return fmt.Sprintf("Go garbage collector: GOGC=%d (k1s's default; set GOGC or GOMEMLIMIT to choose)", GCPercent)
+}
