@@ -22,7 +22,14 @@ func TestMain(m *testing.M) {
 		println("k1s binary not found at", harness.Bin(), "- run `make` first or set K1S_BIN")
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	// A node in the root namespace turns IP forwarding on (as k1s does on a
+	// host); the host gets back the value it had.
+	forward, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	code := m.Run()
+	if len(forward) > 0 {
+		_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", forward, 0o644)
+	}
+	os.Exit(code)
 }
 
 // startServer starts a server in a fresh temp dir and stops it when the
