@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -203,7 +202,7 @@ func nodeIdle(settle, window time.Duration) (m nodeMem, cpuPct float64, err erro
 				k1sKB = kb
 			}
 		}
-		if kb, err := smapsField(p, "Pss:"); err == nil {
+		if kb, err := harness.SmapsRollupField(p, "Pss:"); err == nil {
 			pssKB += kb
 		}
 		if c, err := harness.CPUTicks(p); err == nil {
@@ -229,22 +228,6 @@ type nodeMem struct {
 	Procs         int
 }
 
-// smapsField reads a kB field of /proc/<pid>/smaps_rollup.
-func smapsField(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, field) {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				return strconv.ParseInt(f[1], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no %s in smaps_rollup of %d", field, pid)
-}
 
 func nodeReport(nodeReady, podRunning []time.Duration, m nodeMem, cpu float64, settle, window time.Duration) string {
 	var b strings.Builder

@@ -30,33 +30,27 @@ func NodePIDs(s *Server) []int {
 }
 
 // StatusField reads a numeric field (e.g. "VmRSS:", in kB) of /proc/<pid>/status.
-func StatusField(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field) {
-			f := strings.Fields(line)
-			return strconv.ParseInt(f[1], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
-}
+func StatusField(pid int, field string) (int64, error) { return procField(pid, "status", field) }
 
 // SmapsRollupField reads a kB field (e.g. "Pss:") of /proc/<pid>/smaps_rollup.
 func SmapsRollupField(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	return procField(pid, "smaps_rollup", field)
+}
+
+// procField reads the number after field in /proc/<pid>/<file>.
+func procField(pid int, file, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, field) {
-			f := strings.Fields(line)
-			return strconv.ParseInt(f[1], 10, 64)
+			if f := strings.Fields(line); len(f) >= 2 {
+				return strconv.ParseInt(f[1], 10, 64)
+			}
 		}
 	}
-	return 0, fmt.Errorf("%s not in /proc/%d/smaps_rollup", field, pid)
+	return 0, fmt.Errorf("%s not in /proc/%d/%s", field, pid, file)
 }
 
 // CPUTicks is utime+stime of pid from /proc/<pid>/stat.
