@@ -228,7 +228,6 @@ type nodeMem struct {
 	Procs         int
 }
 
-
 func nodeReport(nodeReady, podRunning []time.Duration, m nodeMem, cpu float64, settle, window time.Duration) string {
 	var b strings.Builder
 	ok := func(pass bool) string {
