@@ -142,17 +142,24 @@ func BenchmarkDatastoreChurn(b *testing.B) {
 	fmt.Fprintf(&r, "| write latency during the churn, p50 / p99 / max | %s / %s / %s | | |\n", ms(pct(churn, 50)), ms(pct(churn, 99)), ms(pct(churn, 100)))
 	fmt.Fprintf(&r, "| update latency while idle (compaction, vacuum, checkpoint run), p50 / p99 / max | %s / %s / %s | | |\n", ms(pct(idle, 50)), ms(pct(idle, 99)), ms(pct(idle, 100)))
 	r.WriteString("\n\"Held\" is the sum of the name, value and previous value of every row left in kine's table; the rest of the file is SQLite's pages, indexes and free space.\n")
+	benchReport(b, r.String())
+}
+
+// benchReport appends a benchmark's section to the report `make bench`
+// writes (K1S_BENCH_REPORT) and logs it.
+func benchReport(b *testing.B, section string) {
+	b.Helper()
 	if out := os.Getenv("K1S_BENCH_REPORT"); out != "" {
 		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer f.Close()
-		if _, err := f.WriteString(r.String()); err != nil {
+		if _, err := f.WriteString(section); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.Log(r.String())
+	b.Log(section)
 }
 
 // dbHeld is the number of rows in kine's table and the bytes they hold.

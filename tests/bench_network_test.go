@@ -40,17 +40,7 @@ func BenchmarkNetwork(b *testing.B) {
 		})
 	}
 	report.WriteString("\nThroughput: one TCP stream for 5 s (`netcheck send`), median of 3, from node a2 to node a3 of a three-node lab cluster (server and two agents, each in its own network namespace on one bridge); the host figure runs the same probe in the two nodes' namespaces.\n")
-	if out := os.Getenv("K1S_BENCH_REPORT"); out != "" {
-		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(report.String()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Log(report.String())
+	benchReport(b, report.String())
 }
 
 // addonsIdle runs one node with every add-on and measures it idle.

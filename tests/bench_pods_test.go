@@ -91,17 +91,7 @@ spec:
 	fmt.Fprintf(&r, "| create → %d Pods Running | %.1f s | ≤ 60 s | %s |\n", pods, allRunning.Seconds(), met(allRunning <= time.Minute))
 	fmt.Fprintf(&r, "| PSS of the node's %d processes (k1s, containerd, shims, containers), 30 s later | %.0f MB (k1s itself %.0f MB) | report | |\n", len(pids), float64(pssKB)/1024, float64(k1sPSS)/1024)
 	fmt.Fprintf(&r, "| RSS of the same (shared pages counted in each) | %.0f MB | | |\n", float64(rssKB)/1024)
-	if out := os.Getenv("K1S_BENCH_REPORT"); out != "" {
-		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(r.String()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Log(r.String())
+	benchReport(b, r.String())
 	if out, err := s.Kubectl("delete", "deployment", "hundred", "--wait=true", "--timeout=3m"); err != nil {
 		b.Errorf("deleting the Deployment: %v\n%s", err, out)
 	}
