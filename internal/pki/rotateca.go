@@ -70,17 +70,11 @@ func RotateCAs(tlsDir, tokenPath string, now time.Time) (*CARotation, error) {
 			}
 		}
 	}
-	var serverCA *CA
-	for _, c := range serverCAs {
-		ca, _, err := loadOrCreateCA(tlsDir, c.name, c.cn, now)
-		if err != nil {
-			return nil, fmt.Errorf("creating %s: %w (the old files are in %s)", c.name, err, backup)
-		}
-		if c.name == "server-ca" {
-			serverCA = ca
-		}
+	cas, err := loadCAs(tlsDir, true, now, func(*Event) {})
+	if err != nil {
+		return nil, fmt.Errorf("creating the new CAs: %w (the old files are in %s)", err, backup)
 	}
-	r := &CARotation{BackupDir: backup, OldHash: CAHash(oldCA), NewHash: CAHash(serverCA.CertPEM)}
+	r := &CARotation{BackupDir: backup, OldHash: CAHash(oldCA), NewHash: CAHash(cas["server-ca"].CertPEM)}
 	r.Token = Token{CAHash: r.NewHash, User: "server", Secret: tok.Secret}.String()
 	if err := writeFileAtomic(tokenPath, []byte(r.Token+"\n"), 0o600); err != nil {
 		return nil, err
