@@ -151,3 +151,86 @@ func TestFlannelNone(t *testing.T) {
 		t.Errorf("the node is Ready without any CNI config")
 	}
 }
+
+// TestManifestsPrune: what a file of the manifests folder created goes away
+// with the file or its document, also when the file goes while k1s is down;
+// a Namespace stays unless its manifest opts in with k1s.io/prune=true.
+func TestManifestsPrune(t *testing.T) {
+	s := startServer(t)
+	manifests := filepath.Join(s.DataDir, "server", "manifests")
+	// The server may not have staged its add-ons yet.
+	if err := os.MkdirAll(manifests, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(manifests, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remove := func(name string) {
+		t.Helper()
+		if err := os.Remove(filepath.Join(manifests, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cm := func(ns, name string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + ", namespace: " + ns + "}\ndata: {k: v}\n"
+	}
+	ns := func(name, annotations string) string {
+		return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + annotations + "}\n"
+	}
+	// waitFor polls until `kubectl get KIND NAME` finds it (want) or not.
+	waitFor := func(want bool, args ...string) {
+		t.Helper()
+		what := strings.Join(args, " ")
+		eventually(t, 90*time.Second, what+fmt.Sprintf(" present=%v", want), func() error {
+			out, err := s.Kubectl(append([]string{"get"}, args...)...)
+			switch {
+			case want && err != nil:
+				return fmt.Errorf("not there yet: %v %s", err, out)
+			case !want && err == nil:
+				return fmt.Errorf("still there: %s", out)
+			case !want && !strings.Contains(out, "NotFound"):
+				return fmt.Errorf("kubectl failed otherwise: %s", out)
+			}
+			return nil
+		})
+	}
+
+	write("app.yaml", ns("kept", "")+"---\n"+ns("goes", ", annotations: {k1s.io/prune: \"true\"}")+"---\n"+
+		cm("kept", "one")+"---\n"+cm("kept", "two"))
+	write("other.yaml", cm("default", "other"))
+	waitFor(true, "-n", "kept", "configmap", "two")
+	waitFor(true, "configmap", "other")
+	if out, err := s.Kubectl("-n", "kept", "get", "configmap", "one", "-o", "jsonpath={.metadata.labels.k1s\\.io/manifest}"); err != nil || out != "app" {
+		t.Fatalf("label k1s.io/manifest = %q (%v), want app", out, err)
+	}
+
+	// One document removed: only its object goes.
+	write("app.yaml", ns("kept", "")+"---\n"+ns("goes", ", annotations: {k1s.io/prune: \"true\"}")+"---\n"+cm("kept", "one"))
+	waitFor(false, "-n", "kept", "configmap", "two")
+	waitFor(true, "-n", "kept", "configmap", "one")
+
+	// The file removed while k1s is down: pruned at the next start.
+	if err := s.Stop(90 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	remove("app.yaml")
+	startExisting(t, s)
+	waitFor(false, "-n", "kept", "configmap", "one")
+	waitFor(false, "namespace", "goes")
+	if err := s.WaitLog("Keeping Namespace kept although its manifest app.yaml was removed", 30*time.Second); err != nil {
+		t.Errorf("the log does not say why Namespace kept stays: %v", err)
+	}
+	if out, err := s.Kubectl("get", "namespace", "kept", "-o", "jsonpath={.status.phase}"); err != nil || out != "Active" {
+		t.Errorf("namespace kept (no k1s.io/prune) = %q (%v), want it Active", out, err)
+	}
+	if _, err := s.Kubectl("get", "configmap", "other"); err != nil {
+		t.Errorf("another file's object was pruned: %v", err)
+	}
+
+	// A file removed while k1s runs.
+	remove("other.yaml")
+	waitFor(false, "configmap", "other")
+}

@@ -60,6 +60,13 @@ type Applier struct {
 	fresh bool
 	// lastReport is the error text Run logged last, to log each problem once.
 	lastReport string
+
+	// inv is what each file applied, pending the prunes to try again;
+	// both are saved in inventoryPath (none: kept in memory only).
+	inventoryPath string
+	inv           inventory
+	pending       []candidate
+	lastSaved     []byte
 }
 
 type fileState struct {
@@ -68,8 +75,11 @@ type fileState struct {
 }
 
 // New returns an Applier of the files in dir that talks to the apiserver of
-// restConfig with a dynamic client and a discovery-based RESTMapper.
-func New(restConfig *rest.Config, dir string, log logrus.FieldLogger) (*Applier, error) {
+// restConfig with a dynamic client and a discovery-based RESTMapper. It
+// keeps what each file applied in inventoryPath, so that objects whose file
+// or document is removed are pruned, also across restarts. An unreadable
+// inventory is logged and replaced: nothing it listed is pruned.
+func New(restConfig *rest.Config, dir, inventoryPath string, log logrus.FieldLogger) (*Applier, error) {
 	cfg := rest.CopyConfig(restConfig)
 	cfg = rest.AddUserAgent(cfg, "k1s-deploy")
 	dyn, err := dynamic.NewForConfig(cfg)
@@ -81,7 +91,9 @@ func New(restConfig *rest.Config, dir string, log logrus.FieldLogger) (*Applier,
 		return nil, fmt.Errorf("deploy: discovery client: %w", err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	return newApplier(dyn, mapper, dir, log), nil
+	a := newApplier(dyn, mapper, dir, log)
+	a.useInventory(inventoryPath)
+	return a, nil
 }
 
 func newApplier(dyn dynamic.Interface, mapper meta.ResettableRESTMapper, dir string, log logrus.FieldLogger) *Applier {
@@ -96,6 +108,7 @@ func newApplier(dyn dynamic.Interface, mapper meta.ResettableRESTMapper, dir str
 		crdWait: 10 * time.Second,
 		crdPoll: 500 * time.Millisecond,
 		state:   map[string]fileState{},
+		inv:     inventory{},
 	}
 }
 
@@ -187,6 +200,7 @@ func (a *Applier) ApplyAll(ctx context.Context) error {
 			delete(a.state, name) // removed or skipped: forget it
 		}
 	}
+	cands := a.pending
 	for _, name := range names {
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
@@ -203,14 +217,35 @@ func (a *Applier) ApplyAll(ctx context.Context) error {
 		if st, ok := a.state[name]; ok && st.ok && st.hash == sum {
 			continue
 		}
-		n, err := a.applyFile(ctx, path, labelValue(name), data)
+		recs, err := a.applyFile(ctx, path, labelValue(name), data)
 		a.state[name] = fileState{hash: sum, ok: err == nil}
 		if err != nil {
+			// Prune only after a whole file applied: a file that is half
+			// written or wrong must not delete what it used to create.
+			a.inv[name] = union(a.inv[name], recs)
 			errs = append(errs, err)
 			continue
 		}
-		a.log.Infof("Applied %s (%d objects)", path, n)
+		for _, r := range without(a.inv[name], recs) {
+			cands = append(cands, candidate{File: name, Rec: r})
+		}
+		a.inv[name] = recs
+		a.log.Infof("Applied %s (%d objects)", path, len(recs))
 	}
+	// A file that is gone takes its objects along; one that is only skipped
+	// (F.skip) or unreadable keeps them.
+	for name, recs := range a.inv {
+		if present[name] {
+			continue
+		}
+		for _, r := range recs {
+			cands = append(cands, candidate{File: name, Rec: r})
+		}
+		delete(a.inv, name)
+	}
+	pending, pruneErr := a.prune(ctx, cands)
+	a.pending = pending
+	errs = append(errs, pruneErr, a.saveInventory())
 	return errors.Join(errs...)
 }
 
@@ -245,11 +280,11 @@ func labelValue(file string) string {
 
 // applyFile parses a whole file, checks that the apiserver knows every kind
 // in it, then applies its objects: Namespaces first, then CRDs, then the rest
-// in file order. It returns how many objects it applied.
-func (a *Applier) applyFile(ctx context.Context, path, label string, data []byte) (int, error) {
+// in file order. It returns the objects it applied.
+func (a *Applier) applyFile(ctx context.Context, path, label string, data []byte) ([]record, error) {
 	items, err := parseManifest(path, data)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	crdKinds := definedKinds(items)
 
@@ -269,18 +304,18 @@ func (a *Applier) applyFile(ctx context.Context, path, label string, data []byte
 		}
 	}
 	if len(errs) > 0 {
-		return 0, errors.Join(errs...)
+		return nil, errors.Join(errs...)
 	}
 
 	ordered := append([]*item(nil), items...)
 	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
-	n := 0
+	var recs []record
 	for _, it := range ordered {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
-		err := a.applyObject(ctx, it, label, crdKinds[it.obj.GroupVersionKind().GroupKind()])
+		rec, err := a.applyObject(ctx, it, label, crdKinds[it.obj.GroupVersionKind().GroupKind()])
 		if err != nil {
 			errs = append(errs, err)
 			var status apierrors.APIStatus
@@ -291,9 +326,9 @@ func (a *Applier) applyFile(ctx context.Context, path, label string, data []byte
 			}
 			continue
 		}
-		n++
+		recs = append(recs, rec)
 	}
-	return n, errors.Join(errs...)
+	return recs, errors.Join(errs...)
 }
 
 func mappingError(it *item, err error) error {
@@ -395,7 +430,7 @@ func (a *Applier) resourceFor(ctx context.Context, it *item, definedHere bool) (
 	return a.dyn.Resource(mapping.Resource).Namespace(it.obj.GetNamespace()), nil
 }
 
-func (a *Applier) applyObject(ctx context.Context, it *item, label string, definedHere bool) error {
+func (a *Applier) applyObject(ctx context.Context, it *item, label string, definedHere bool) (record, error) {
 	labels := it.obj.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
@@ -407,27 +442,31 @@ func (a *Applier) applyObject(ctx context.Context, it *item, label string, defin
 	if err != nil {
 		if definedHere && meta.IsNoMatchError(err) {
 			gvk := it.obj.GroupVersionKind()
-			return it.errorf("%s: the apiserver does not serve kind %q of apiVersion %q yet, %s after applying its CRD from this file: %w",
+			return record{}, it.errorf("%s: the apiserver does not serve kind %q of apiVersion %q yet, %s after applying its CRD from this file: %w",
 				it.describe(), gvk.Kind, gvk.GroupVersion().String(), a.crdWait, err)
 		}
-		return mappingError(it, err)
+		return record{}, mappingError(it, err)
 	}
 	data, err := json.Marshal(it.obj.Object)
 	if err != nil {
-		return it.errorf("%s: cannot encode: %v", it.describe(), err)
+		return record{}, it.errorf("%s: cannot encode: %v", it.describe(), err)
 	}
 	force := true
-	_, err = ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
+	out, err := ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
 		FieldManager: FieldManager,
 		Force:        &force,
 	})
 	if err != nil {
-		return it.errorf("%s: %w", it.describe(), err)
+		return record{}, it.errorf("%s: %w", it.describe(), err)
 	}
 	if isCRD(it.obj.GroupVersionKind().GroupKind()) {
 		a.fresh = false // discovery changes: a no-match is worth a new look
 	}
-	return nil
+	rec := recordOf(it.obj)
+	if out != nil {
+		rec.UID = out.GetUID()
+	}
+	return rec, nil
 }
 
 // Remove deletes from the cluster the objects that a built-in add-on's

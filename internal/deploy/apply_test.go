@@ -116,9 +116,12 @@ func (h *harness) applyReactor(action clienttesting.Action) (bool, runtime.Objec
 	tr := h.dyn.Tracker()
 	gvr, ns := pa.GetResource(), pa.GetNamespace()
 	var err error
-	if _, getErr := tr.Get(gvr, ns, obj.GetName()); apierrors.IsNotFound(getErr) {
+	// As the apiserver: a UID for a new object, the same UID on an update.
+	if cur, getErr := tr.Get(gvr, ns, obj.GetName()); apierrors.IsNotFound(getErr) {
+		obj.SetUID(types.UID("uid-" + obj.GetName()))
 		err = tr.Create(gvr, obj, ns)
 	} else {
+		obj.SetUID(cur.(metav1.Object).GetUID())
 		err = tr.Update(gvr, obj, ns)
 	}
 	if err != nil {

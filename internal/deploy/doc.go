@@ -11,6 +11,15 @@
 // "k1s.io/manifest: <file name without extension>". It re-applies a file
 // only when its content changed since its last successful apply, or when
 // that apply failed. A file that does not parse is not applied at all, and
-// the error names the file and the document. Deleting a file does not delete
-// its objects from the cluster; Remove does that for a disabled add-on.
+// the error names the file and the document.
+//
+// The Applier prunes: it records what each file applied (in a 0600 JSON
+// file next to the folder, so this holds across restarts) and deletes an
+// object when its file is deleted or its document is removed from the
+// file, once the file applies again in full. It deletes only an object that
+// still carries the file's label and the UID it was applied with, and no
+// object that another file applies. Namespaces and CRDs stay unless their
+// manifest annotates them k1s.io/prune: "true". A skipped file (F.skip)
+// keeps its objects. Remove deletes a disabled add-on's objects from its
+// built-in manifest, which works without that record.
 package deploy

@@ -65,7 +65,7 @@ func (r *run) addons(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ap, err := deploy.New(rc, dir, r.log.WithField("component", "deploy"))
+	ap, err := deploy.New(rc, dir, filepath.Join(r.cfg.ServerDir(), "manifests-applied.json"), r.log.WithField("component", "deploy"))
 	if err != nil {
 		return err
 	}
