@@ -31,8 +31,9 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # cgo (SQLite) needs a C compiler; the PostgreSQL datastore test needs a
 # server; test images are built from busybox-static; runc needs libseccomp;
 # the node writes iptables rules (nftables for kube-proxy's nftables mode);
-# tests build network namespaces with iproute2.
-for pkg in gcc libc6-dev libseccomp-dev make git postgresql ca-certificates busybox-static iptables nftables iproute2; do
+# tests build network namespaces with iproute2; the pull-secret test runs
+# a real registry (docker-registry).
+for pkg in gcc libc6-dev libseccomp-dev make git postgresql ca-certificates busybox-static iptables nftables iproute2 docker-registry; do
 	have "$pkg" || need+=("$pkg")
 done
 
