@@ -96,12 +96,15 @@ nodebin:
 # cache decides; the bundle is rewritten only when an input changed, so a
 # second `make images` is quick.
 COREDNS_VERSION := v1.15.0
+# METRICS_SERVER_VERSION must equal server.MetricsServerImageTag.
+METRICS_SERVER_VERSION := v0.8.0
 # INGRESS_TAG must equal server.IngressImageTag (internal/server/addons.go).
 INGRESS_TAG     := v0.1.0
 IMAGES_DIR      := bin/images/$(ARCH)
 AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(ARCH).tar.zst
 COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
 INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
+METRICS_SERVER_BIN := $(IMAGES_DIR)/metrics-server-$(METRICS_SERVER_VERSION)
 BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cmd/airgap-bundle/*.go internal/atomicfile/*.go))
 
 images: $(AIRGAP_BUNDLE)
@@ -111,14 +114,20 @@ $(COREDNS_BIN):
 	GOPATH=$(CURDIR)/$@.gopath CGO_ENABLED=0 $(XGOINSTALL) -trimpath -ldflags "-s -w" github.com/coredns/coredns@$(COREDNS_VERSION)
 	mv $@.gopath/bin$(XGOBIN)/coredns $@ && rm -rf $@.gopath
 
+$(METRICS_SERVER_BIN):
+	rm -rf $@.gopath
+	GOPATH=$(CURDIR)/$@.gopath CGO_ENABLED=0 $(XGOINSTALL) -trimpath -ldflags "-s -w" sigs.k8s.io/metrics-server/cmd/metrics-server@$(METRICS_SERVER_VERSION)
+	mv $@.gopath/bin$(XGOBIN)/metrics-server $@ && rm -rf $@.gopath
+
 $(INGRESS_BIN): FORCE
 	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-ingress
 	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(BUNDLE_SRCS) go.mod
+$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(METRICS_SERVER_BIN) $(BUNDLE_SRCS) go.mod
 	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(ARCH) \
 		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
-		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG)
+		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG) \
+		-metrics-server $(METRICS_SERVER_BIN) -metrics-server-ref docker.io/k1s-io/metrics-server:$(METRICS_SERVER_VERSION)
 
 # Release: dist/ holds, per architecture, the k1s executable (k1s for
 # amd64, k1s-<arch> otherwise), its air-gap bundle, sha256sum-<arch>.txt
@@ -192,10 +201,10 @@ unit:
 # End-to-end tests start the real binary; K1S_BIN points them at it.
 # tests/release is not among them: `make test-all` runs it. E2E_ALL_ONLY
 # are left to `make test-all` to keep a cold CI run under an hour: they
-# exercise upstream Kubernetes features (init containers, probes, Jobs,
+# exercise upstream Kubernetes features (init containers, probes, Jobs, HPA,
 # rollouts) more than k1s's own code.
 E2E_PKGS = $(filter-out %/tests/release,$(shell $(GO) list ./tests/...))
-E2E_ALL_ONLY := ^TestWorkloads$$
+E2E_ALL_ONLY := ^(TestWorkloads|TestHorizontalPodAutoscaler)$$
 E2E_GO_TEST = K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -trimpath -tags "$(TAGS)" -timeout 45m -v
 e2e: build images
 	$(E2E_GO_TEST) -skip '$(E2E_ALL_ONLY)' $(E2E_PKGS)

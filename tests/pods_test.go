@@ -22,10 +22,27 @@ const (
 // its air-gap folder, and waits until the node is Ready.
 func startNode(t *testing.T, extra ...string) *harness.Server {
 	t.Helper()
+	return startNodeImages(t, false, extra...)
+}
+
+// startNodeWithAddons is startNode with k1s's air-gap bundle linked into
+// the images folder too, so the built-in add-ons' Pods run.
+func startNodeWithAddons(t *testing.T, extra ...string) *harness.Server {
+	t.Helper()
+	return startNodeImages(t, true, extra...)
+}
+
+func startNodeImages(t *testing.T, bundle bool, extra ...string) *harness.Server {
+	t.Helper()
 	s := newNodeServer(t, extra...)
 	dir := filepath.Join(s.DataDir, "agent", "images")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	if bundle {
+		if err := linkBundle(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, ref := range []string{busybox, busybox2} {
 		name := strings.NewReplacer("/", "_", ":", "_").Replace(ref) + ".tar"

@@ -1,11 +1,12 @@
 // Command airgap-bundle writes k1s's air-gap image bundle: the add-on images
-// (CoreDNS, k1s's ingress controller) built from binaries `make images` compiled, as one
+// (CoreDNS, k1s's ingress controller, metrics-server) built from binaries `make images` compiled, as one
 // zstd-compressed image tarball that k1s imports into containerd from
 // <data-dir>/agent/images/.
 //
 //	go run ./cmd/airgap-bundle -o bin/k1s-airgap-images-amd64.tar.zst \
 //	    -coredns bin/images/amd64/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
-//	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0
+//	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0 \
+//	    -metrics-server bin/images/amd64/metrics-server-v0.8.0 -metrics-server-ref docker.io/k1s-io/metrics-server:v0.8.0
 //
 // The output is the same for the same inputs. It is written through package
 // atomicfile, so an interrupted run leaves the old bundle, never half a new one.
@@ -50,13 +51,15 @@ func main() {
 	corednsRef := flag.String("coredns-ref", "docker.io/coredns/coredns:1.15.0", "CoreDNS image tag")
 	ingress := flag.String("ingress", "", "k1s-ingress binary")
 	ingressRef := flag.String("ingress-ref", "", "ingress controller image tag, e.g. docker.io/k1s-io/ingress:v0.1.0")
+	metricsServer := flag.String("metrics-server", "", "metrics-server binary")
+	metricsServerRef := flag.String("metrics-server-ref", "", "metrics-server image tag, e.g. docker.io/k1s-io/metrics-server:v0.8.0")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates copied into the images when the file exists")
 	flag.Parse()
-	if *coredns == "" || *ingress == "" || *ingressRef == "" || flag.NArg() != 0 {
+	if *coredns == "" || *ingress == "" || *ingressRef == "" || *metricsServer == "" || *metricsServerRef == "" || flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	for _, p := range []string{*coredns, *ingress} {
+	for _, p := range []string{*coredns, *ingress, *metricsServer} {
 		if _, err := os.Stat(p); err != nil {
 			log.Fatal(err)
 		}
@@ -97,6 +100,17 @@ func main() {
 			},
 			Architecture: *arch,
 		},
+		{
+			Ref:   *metricsServerRef,
+			Files: append(clone(base), imagebuild.File{Name: "metrics-server", Mode: 0o755, Path: *metricsServer}),
+			Config: v1.Config{
+				Entrypoint:   []string{"/metrics-server"},
+				Env:          []string{envPath},
+				ExposedPorts: map[string]struct{}{"10250/tcp": {}},
+				User:         "65532:65532",
+			},
+			Architecture: *arch,
+		},
 	}
 	if err := write(*out, images); err != nil {
 		log.Fatal(err)
@@ -105,7 +119,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("wrote %s (%d bytes): %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef)
+	fmt.Printf("wrote %s (%d bytes): %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef)
 }
 
 func clone(files []imagebuild.File) []imagebuild.File {

@@ -126,7 +126,7 @@ type Server struct {
 
 // Addons are the built-in add-ons --disable accepts, and the other names
 // users may know them by.
-var Addons = map[string]string{"coredns": "coredns", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress"}
+var Addons = map[string]string{"coredns": "coredns", "metrics-server": "metrics-server", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress"}
 
 // Disabled reports whether --disable names addon.
 func (s *Server) Disabled(addon string) bool {

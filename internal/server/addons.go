@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/k1s-io/k1s/internal/deploy"
@@ -16,18 +18,29 @@ import (
 // when internal/ingress changes.
 const IngressImageTag = "v0.1.0"
 
+// MetricsServerImageTag is the version of sigs.k8s.io/metrics-server that
+// `make images` builds (METRICS_SERVER_VERSION in the Makefile).
+const MetricsServerImageTag = "v0.8.0"
+
 // manifestVars fill the placeholders of the built-in add-ons.
-func (r *run) manifestVars() map[string]string {
+func (r *run) manifestVars() (map[string]string, error) {
 	reg := r.cfg.SystemDefaultRegistry
 	if reg != "" {
 		reg += "/"
+	}
+	// metrics-server verifies the kubelets with it.
+	kubeletCA, err := os.ReadFile(r.pki.Files.KubeletServingCA())
+	if err != nil {
+		return nil, fmt.Errorf("add-on manifests: %w", err)
 	}
 	return map[string]string{
 		"CLUSTER_DNS":             r.cfg.ClusterDNS,
 		"CLUSTER_DOMAIN":          r.cfg.ClusterDomain,
 		"SYSTEM_DEFAULT_REGISTRY": reg,
 		"K1S_INGRESS_TAG":         IngressImageTag,
-	}
+		"METRICS_SERVER_TAG":      MetricsServerImageTag,
+		"KUBELET_SERVING_CA_B64":  base64.StdEncoding.EncodeToString(kubeletCA),
+	}, nil
 }
 
 // reservedPorts are what k1s listens on at node IPs; a LoadBalancer
@@ -49,7 +62,10 @@ func (r *run) reservedPorts() map[string]string {
 func (r *run) addons(ctx context.Context) error {
 	dir := filepath.Join(r.cfg.ServerDir(), "manifests")
 	builtin := manifests.Builtin()
-	vars := r.manifestVars()
+	vars, err := r.manifestVars()
+	if err != nil {
+		return err
+	}
 	disabled := map[string]bool{}
 	for name := range builtin {
 		disabled[name] = r.cfg.Disabled(name)
