@@ -98,10 +98,13 @@ nodebin:
 COREDNS_VERSION := v1.15.0
 # INGRESS_TAG must equal server.IngressImageTag (internal/server/addons.go).
 INGRESS_TAG     := v0.1.0
+# LOCAL_PATH_TAG must equal server.LocalPathHelperTag (internal/server/addons.go).
+LOCAL_PATH_TAG  := v0.1.0
 IMAGES_DIR      := bin/images/$(ARCH)
 AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(ARCH).tar.zst
 COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
 INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
+LOCAL_PATH_BIN  := $(IMAGES_DIR)/k1s-local-path
 BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cmd/airgap-bundle/*.go internal/atomicfile/*.go))
 
 images: $(AIRGAP_BUNDLE)
@@ -115,10 +118,15 @@ $(INGRESS_BIN): FORCE
 	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-ingress
 	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(BUNDLE_SRCS) go.mod
+$(LOCAL_PATH_BIN): FORCE
+	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-local-path
+	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(LOCAL_PATH_BIN) $(BUNDLE_SRCS) go.mod
 	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(ARCH) \
 		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
-		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG)
+		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG) \
+		-local-path $(LOCAL_PATH_BIN) -local-path-ref docker.io/k1s-io/local-path-helper:$(LOCAL_PATH_TAG)
 
 # Release: dist/ holds, per architecture, the k1s executable (k1s for
 # amd64, k1s-<arch> otherwise), its air-gap bundle, sha256sum-<arch>.txt

@@ -1,11 +1,12 @@
 // Command airgap-bundle writes k1s's air-gap image bundle: the add-on images
-// (CoreDNS, k1s's ingress controller) built from binaries `make images` compiled, as one
+// (CoreDNS, k1s's ingress controller, the local-path helper) built from binaries `make images` compiled, as one
 // zstd-compressed image tarball that k1s imports into containerd from
 // <data-dir>/agent/images/.
 //
 //	go run ./cmd/airgap-bundle -o bin/k1s-airgap-images-amd64.tar.zst \
 //	    -coredns bin/images/amd64/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
-//	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0
+//	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0 \
+//	    -local-path bin/images/amd64/k1s-local-path -local-path-ref docker.io/k1s-io/local-path-helper:v0.1.0
 //
 // The output is the same for the same inputs. It is written through package
 // atomicfile, so an interrupted run leaves the old bundle, never half a new one.
@@ -50,13 +51,15 @@ func main() {
 	corednsRef := flag.String("coredns-ref", "docker.io/coredns/coredns:1.15.0", "CoreDNS image tag")
 	ingress := flag.String("ingress", "", "k1s-ingress binary")
 	ingressRef := flag.String("ingress-ref", "", "ingress controller image tag, e.g. docker.io/k1s-io/ingress:v0.1.0")
+	localPath := flag.String("local-path", "", "k1s-local-path binary (the local-path storage helper)")
+	localPathRef := flag.String("local-path-ref", "", "local-path helper image tag, e.g. docker.io/k1s-io/local-path-helper:v0.1.0")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates copied into the images when the file exists")
 	flag.Parse()
-	if *coredns == "" || *ingress == "" || *ingressRef == "" || flag.NArg() != 0 {
+	if *coredns == "" || *ingress == "" || *ingressRef == "" || *localPath == "" || *localPathRef == "" || flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	for _, p := range []string{*coredns, *ingress} {
+	for _, p := range []string{*coredns, *ingress, *localPath} {
 		if _, err := os.Stat(p); err != nil {
 			log.Fatal(err)
 		}
@@ -97,6 +100,17 @@ func main() {
 			},
 			Architecture: *arch,
 		},
+		{
+			// Only the binary: it runs as root (it makes directories in a
+			// root-owned folder) and needs no users, certificates or shell.
+			Ref:   *localPathRef,
+			Files: []imagebuild.File{{Name: "k1s-local-path", Mode: 0o755, Path: *localPath}},
+			Config: v1.Config{
+				Entrypoint: []string{"/k1s-local-path"},
+				Env:        []string{envPath},
+			},
+			Architecture: *arch,
+		},
 	}
 	if err := write(*out, images); err != nil {
 		log.Fatal(err)
@@ -105,7 +119,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("wrote %s (%d bytes): %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef)
+	fmt.Printf("wrote %s (%d bytes): %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *localPathRef)
 }
 
 func clone(files []imagebuild.File) []imagebuild.File {

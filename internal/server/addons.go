@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/k1s-io/k1s/internal/deploy"
+	"github.com/k1s-io/k1s/internal/localpath"
 	"github.com/k1s-io/k1s/internal/nodehosts"
 	"github.com/k1s-io/k1s/internal/servicelb"
 	"github.com/k1s-io/k1s/manifests"
@@ -15,6 +19,10 @@ import (
 // `make images` builds (INGRESS_TAG in the Makefile); bump both together
 // when internal/ingress changes.
 const IngressImageTag = "v0.1.0"
+
+// LocalPathHelperTag is the tag of the local-path helper image (cmd/k1s-local-path;
+// LOCAL_PATH_TAG in the Makefile); bump both together when it changes.
+const LocalPathHelperTag = "v0.1.0"
 
 // manifestVars fill the placeholders of the built-in add-ons.
 func (r *run) manifestVars() map[string]string {
@@ -101,6 +109,24 @@ func (r *run) addons(ctx context.Context) error {
 	} else {
 		r.sup.Go("servicelb", stopController, func(ctx context.Context) error {
 			return servicelb.Run(ctx, kube, r.log.WithField("component", "servicelb"), r.reservedPorts())
+		})
+	}
+	if !r.cfg.Disabled("local-storage") {
+		// Acting as its own user, the provisioner can do only what
+		// manifests/local-storage.yaml grants it.
+		lrc := rest.CopyConfig(rc)
+		lrc.Impersonate = rest.ImpersonationConfig{UserName: localpath.User}
+		lkube, err := kubernetes.NewForConfig(lrc)
+		if err != nil {
+			return err
+		}
+		lcfg := localpath.Config{
+			Root:        r.cfg.DefaultLocalStoragePath,
+			HelperImage: vars["SYSTEM_DEFAULT_REGISTRY"] + "k1s-io/local-path-helper:" + LocalPathHelperTag,
+			Namespace:   "kube-system",
+		}
+		r.sup.Go("local-path", stopController, func(ctx context.Context) error {
+			return localpath.Run(ctx, lkube, r.log.WithField("component", "local-path"), lcfg)
 		})
 	}
 	return nil
