@@ -29,12 +29,14 @@ import (
 const (
 	component = "k1s-local-path"
 	resync    = 10 * time.Minute
-	// helperTimeout bounds one helper Pod, image start included.
-	helperTimeout = 2 * time.Minute
 	// Queue keys: "claim/<ns>/<name>" and "volume/<name>".
 	claimKey  = "claim/"
 	volumeKey = "volume/"
 )
+
+// helperTimeout bounds one helper Pod, image start included (a variable
+// for the unit tests).
+var helperTimeout = 2 * time.Minute
 
 type controller struct {
 	cfg      Config
