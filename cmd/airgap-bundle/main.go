@@ -1,12 +1,13 @@
 // Command airgap-bundle writes k1s's air-gap image bundle: the add-on images
-// (CoreDNS, k1s's ingress controller, metrics-server) built from binaries `make images` compiled, as one
+// (CoreDNS, k1s's ingress controller, metrics-server, the local-path helper) built from binaries `make images` compiled, as one
 // zstd-compressed image tarball that k1s imports into containerd from
 // <data-dir>/agent/images/.
 //
 //	go run ./cmd/airgap-bundle -o bin/k1s-airgap-images-amd64.tar.zst \
 //	    -coredns bin/images/amd64/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
 //	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0 \
-//	    -metrics-server bin/images/amd64/metrics-server-v0.8.0 -metrics-server-ref docker.io/k1s-io/metrics-server:v0.8.0
+//	    -metrics-server bin/images/amd64/metrics-server-v0.8.0 -metrics-server-ref docker.io/k1s-io/metrics-server:v0.8.0 \
+//	    -local-path bin/images/amd64/k1s-local-path -local-path-ref docker.io/k1s-io/local-path-helper:v0.1.0
 //
 // The output is the same for the same inputs. It is written through package
 // atomicfile, so an interrupted run leaves the old bundle, never half a new one.
@@ -53,13 +54,16 @@ func main() {
 	ingressRef := flag.String("ingress-ref", "", "ingress controller image tag, e.g. docker.io/k1s-io/ingress:v0.1.0")
 	metricsServer := flag.String("metrics-server", "", "metrics-server binary")
 	metricsServerRef := flag.String("metrics-server-ref", "", "metrics-server image tag, e.g. docker.io/k1s-io/metrics-server:v0.8.0")
+	localPath := flag.String("local-path", "", "k1s-local-path binary (the local-path storage helper)")
+	localPathRef := flag.String("local-path-ref", "", "local-path helper image tag, e.g. docker.io/k1s-io/local-path-helper:v0.1.0")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates copied into the images when the file exists")
 	flag.Parse()
-	if *coredns == "" || *ingress == "" || *ingressRef == "" || *metricsServer == "" || *metricsServerRef == "" || flag.NArg() != 0 {
+	if *coredns == "" || *ingress == "" || *ingressRef == "" || *metricsServer == "" || *metricsServerRef == "" ||
+		*localPath == "" || *localPathRef == "" || flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	for _, p := range []string{*coredns, *ingress, *metricsServer} {
+	for _, p := range []string{*coredns, *ingress, *metricsServer, *localPath} {
 		if _, err := os.Stat(p); err != nil {
 			log.Fatal(err)
 		}
@@ -111,6 +115,17 @@ func main() {
 			},
 			Architecture: *arch,
 		},
+		{
+			// Only the binary: it runs as root (it makes directories in a
+			// root-owned folder) and needs no users, certificates or shell.
+			Ref:   *localPathRef,
+			Files: []imagebuild.File{{Name: "k1s-local-path", Mode: 0o755, Path: *localPath}},
+			Config: v1.Config{
+				Entrypoint: []string{"/k1s-local-path"},
+				Env:        []string{envPath},
+			},
+			Architecture: *arch,
+		},
 	}
 	if err := write(*out, images); err != nil {
 		log.Fatal(err)
@@ -119,7 +134,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("wrote %s (%d bytes): %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef)
+	fmt.Printf("wrote %s (%d bytes): %s, %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef, *localPathRef)
 }
 
 func clone(files []imagebuild.File) []imagebuild.File {

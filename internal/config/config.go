@@ -119,6 +119,9 @@ type Server struct {
 	Disable []string
 	// SystemDefaultRegistry prefixes the add-ons' images (e.g. a mirror).
 	SystemDefaultRegistry string
+	// DefaultLocalStoragePath is where local-path volumes live on every
+	// node (default <data-dir>/storage of the server).
+	DefaultLocalStoragePath string
 
 	// NodeOptions are the server's own node's (unless DisableAgent).
 	NodeOptions
@@ -126,7 +129,7 @@ type Server struct {
 
 // Addons are the built-in add-ons --disable accepts, and the other names
 // users may know them by.
-var Addons = map[string]string{"coredns": "coredns", "metrics-server": "metrics-server", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress"}
+var Addons = map[string]string{"coredns": "coredns", "metrics-server": "metrics-server", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress", "local-storage": "local-storage"}
 
 // Disabled reports whether --disable names addon.
 func (s *Server) Disabled(addon string) bool {
@@ -209,7 +212,10 @@ func (s *Server) Complete() error {
 	if err := readTokenFile(&s.Token, s.TokenFile); err != nil {
 		return err
 	}
-	for _, p := range []*string{&s.Snapshots.RestorePath, &s.Snapshots.Dir} {
+	if s.DefaultLocalStoragePath == "" {
+		s.DefaultLocalStoragePath = filepath.Join(s.DataDir, "storage")
+	}
+	for _, p := range []*string{&s.Snapshots.RestorePath, &s.Snapshots.Dir, &s.DefaultLocalStoragePath} {
 		if *p != "" {
 			abs, err := filepath.Abs(*p)
 			if err != nil {
@@ -255,11 +261,14 @@ func (s *Server) Validate() error {
 	}
 	for _, d := range s.Disable {
 		if _, ok := Addons[d]; !ok {
-			return fmt.Errorf("--disable %q: unknown add-on; k1s can disable coredns, servicelb and ingress", d)
+			return fmt.Errorf("--disable %q: unknown add-on; k1s can disable coredns, servicelb, ingress, metrics-server and local-storage", d)
 		}
 	}
 	if r := s.SystemDefaultRegistry; r != "" && (strings.Contains(r, "://") || strings.HasSuffix(r, "/") || strings.ContainsAny(r, " \t")) {
 		return fmt.Errorf("invalid --system-default-registry %q: want a registry host (and optional path), e.g. registry.example.com:5000/mirror, without scheme or trailing slash", r)
+	}
+	if p := s.DefaultLocalStoragePath; !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+		return fmt.Errorf("invalid --default-local-storage-path %q: want a directory other than /, e.g. /var/lib/k1s/storage", p)
 	}
 	if m, err := strconv.ParseUint(s.WriteKubeconfigMode, 8, 32); err != nil || m > 0o777 {
 		return fmt.Errorf("invalid --write-kubeconfig-mode %q: want an octal file mode such as 0600 or 0640", s.WriteKubeconfigMode)

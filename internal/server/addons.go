@@ -7,7 +7,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/k1s-io/k1s/internal/deploy"
+	"github.com/k1s-io/k1s/internal/localpath"
 	"github.com/k1s-io/k1s/internal/nodehosts"
 	"github.com/k1s-io/k1s/internal/servicelb"
 	"github.com/k1s-io/k1s/manifests"
@@ -21,6 +25,10 @@ const IngressImageTag = "v0.1.0"
 // MetricsServerImageTag is the version of sigs.k8s.io/metrics-server that
 // `make images` builds (METRICS_SERVER_VERSION in the Makefile).
 const MetricsServerImageTag = "v0.8.0"
+
+// LocalPathHelperTag is the tag of the local-path helper image (cmd/k1s-local-path;
+// LOCAL_PATH_TAG in the Makefile); bump both together when it changes.
+const LocalPathHelperTag = "v0.1.0"
 
 // manifestVars fill the placeholders of the built-in add-ons.
 func (r *run) manifestVars() (map[string]string, error) {
@@ -117,6 +125,24 @@ func (r *run) addons(ctx context.Context) error {
 	} else {
 		r.sup.Go("servicelb", stopController, func(ctx context.Context) error {
 			return servicelb.Run(ctx, kube, r.log.WithField("component", "servicelb"), r.reservedPorts())
+		})
+	}
+	if !r.cfg.Disabled("local-storage") {
+		// Acting as its own user, the provisioner can do only what
+		// manifests/local-storage.yaml grants it.
+		lrc := rest.CopyConfig(rc)
+		lrc.Impersonate = rest.ImpersonationConfig{UserName: localpath.User}
+		lkube, err := kubernetes.NewForConfig(lrc)
+		if err != nil {
+			return err
+		}
+		lcfg := localpath.Config{
+			Root:        r.cfg.DefaultLocalStoragePath,
+			HelperImage: vars["SYSTEM_DEFAULT_REGISTRY"] + "k1s-io/local-path-helper:" + LocalPathHelperTag,
+			Namespace:   "kube-system",
+		}
+		r.sup.Go("local-path", stopController, func(ctx context.Context) error {
+			return localpath.Run(ctx, lkube, r.log.WithField("component", "local-path"), lcfg)
 		})
 	}
 	return nil
