@@ -13,7 +13,7 @@ import (
 // and changing it on restart deploys or removes them. A broken manifest
 // of the user's is named and skipped, and nothing else is lost.
 func TestDisableAddons(t *testing.T) {
-	s := newNodeServer(t, "--disable=coredns,servicelb,ingress")
+	s := newNodeServer(t, "--disable=coredns,servicelb,ingress,metrics-server")
 	manifests := filepath.Join(s.DataDir, "server", "manifests")
 	deployments := func() string {
 		out, _ := s.Kubectl("-n", "kube-system", "get", "deployments", "-o", "jsonpath={.items[*].metadata.name}")
@@ -53,7 +53,7 @@ spec:
 	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n---\napiVersion: v1\nmetadata: {name: no-kind}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Args = replaceFlag(s.Args, "--disable=", "--disable=ingress")
+	s.Args = replaceFlag(s.Args, "--disable=", "--disable=ingress,metrics-server")
 	startExisting(t, s)
 	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
 		t.Fatal(err)
@@ -95,9 +95,9 @@ spec:
 	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "coredns removed, ingress deployed", func() error {
-		if d := deployments(); d != "k1s-ingress" {
-			return fmt.Errorf("deployments %q, want k1s-ingress only", d)
+	eventually(t, time.Minute, "coredns removed, ingress and metrics-server deployed", func() error {
+		if d := deployments(); d != "k1s-ingress metrics-server" {
+			return fmt.Errorf("deployments %q, want k1s-ingress and metrics-server", d)
 		}
 		if out, err := s.Kubectl("-n", "kube-system", "get", "svc", "kube-dns"); err == nil {
 			return fmt.Errorf("kube-dns Service still there: %s", out)
@@ -156,7 +156,9 @@ func TestFlannelNone(t *testing.T) {
 // with the file or its document, also when the file goes while k1s is down;
 // a Namespace stays unless its manifest opts in with k1s.io/prune=true.
 func TestManifestsPrune(t *testing.T) {
-	s := startServer(t)
+	// No node here, so metrics-server could not run, and a registered but
+	// unavailable metrics.k8s.io would hold every Namespace deletion.
+	s := startServer(t, "--disable=metrics-server")
 	manifests := filepath.Join(s.DataDir, "server", "manifests")
 	// The server may not have staged its add-ons yet.
 	if err := os.MkdirAll(manifests, 0o700); err != nil {

@@ -48,6 +48,11 @@ func identitiesMatchDocs(t *testing.T, s, a *harness.Server, agentNode string) {
 			flags: []string{"--as=system:serviceaccount:kube-system:coredns", "--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:kube-system", "--as-group=system:authenticated"}},
 		{name: "system:serviceaccount:kube-system:k1s-ingress", kubeconfig: s.Kubeconfig,
 			flags: []string{"--as=system:serviceaccount:kube-system:k1s-ingress", "--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:kube-system", "--as-group=system:authenticated"}},
+		{name: "system:serviceaccount:kube-system:metrics-server", kubeconfig: s.Kubeconfig,
+			flags: []string{"--as=system:serviceaccount:kube-system:metrics-server", "--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:kube-system", "--as-group=system:authenticated"}},
+		// The local-path provisioner: the server impersonates this user.
+		{name: "system:k1s:local-path", kubeconfig: s.Kubeconfig,
+			flags: []string{"--as=system:k1s:local-path", "--as-group=system:authenticated"}},
 	}
 	canI := func(id identity) ([]string, error) {
 		args := append(append([]string{}, id.flags...), "auth", "can-i", "--list", "--namespace", "kube-system")

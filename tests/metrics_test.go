@@ -45,6 +45,20 @@ func TestMetricsServer(t *testing.T) {
 		}
 		return nil
 	})
+	// k1s's own components' Prometheus metrics, as the README lists them.
+	raw, err := s.Kubectl("get", "--raw", "/metrics")
+	if err != nil {
+		t.Fatalf("apiserver /metrics: %v", err)
+	}
+	for _, m := range []string{"apiserver_request_total", "scheduler_schedule_attempts_total", "kubelet_running_pods", "kubeproxy_sync_proxy_rules_duration_seconds"} {
+		if !strings.Contains(raw, "\n"+m) {
+			t.Errorf("the apiserver's /metrics has no %s", m)
+		}
+	}
+	raw, err = s.Kubectl("get", "--raw", "/api/v1/nodes/"+node+"/proxy/metrics/resource")
+	if err != nil || !strings.Contains(raw, "node_cpu_usage_seconds_total") {
+		t.Errorf("the kubelet's /metrics/resource through the apiserver: %v\n%s", err, tailLines(raw, 5))
+	}
 	eventually(t, 2*time.Minute, "kubectl top pods -A lists CoreDNS and metrics-server", func() error {
 		out, err := s.Kubectl("top", "pods", "-A", "--no-headers")
 		if err != nil {
