@@ -408,3 +408,37 @@ func TestClusterCrashedCreate(t *testing.T) {
 		t.Fatalf("delete after a killed create left:\n%s", strings.Join(d, "\n"))
 	}
 }
+
+// BenchmarkClusterCreate: `k1s cluster create --agents 2 --wait` until
+// every node is Ready and CoreDNS answers (target ≤ 30 s on 2 cores),
+// then delete.
+func BenchmarkClusterCreate(b *testing.B) {
+	var creates, deletes []time.Duration
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("bench-%d", i)
+		kc := filepath.Join(b.TempDir(), "kc.yaml")
+		start := time.Now()
+		createCluster(b, name, "--agents", "2", "--wait", "120s", "--kubeconfig", kc)
+		creates = append(creates, time.Since(start))
+		start = time.Now()
+		if code, out := k1sCluster(b, 3*time.Minute, "delete", name); code != 0 {
+			b.Fatalf("delete: exit %d\n%s", code, out)
+		}
+		deletes = append(deletes, time.Since(start))
+	}
+	var r strings.Builder
+	fmt.Fprintf(&r, "\n## k1s cluster create (`go test -run '^$' -bench BenchmarkClusterCreate -benchtime 3x ./tests/`)\n\n")
+	fmt.Fprintf(&r, "`k1s cluster create NAME --agents 2 --wait 120s`: a server and two agents, each in a network namespace, until all three Nodes are Ready and CoreDNS answers a lookup; then `k1s cluster delete NAME`. Measured on %s, %d runs.\n\n", time.Now().UTC().Format("2006-01-02"), len(creates))
+	r.WriteString("| measure | runs | worst | target | |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&r, "| create → all Ready + DNS | %s | %.1f s | ≤ 30 s | %s |\n", secs(creates), pct(creates, 100).Seconds(), met(pct(creates, 100) <= 30*time.Second))
+	fmt.Fprintf(&r, "| delete | %s | %.1f s | | |\n", secs(deletes), pct(deletes, 100).Seconds())
+	benchReport(b, r.String())
+}
+
+func secs(d []time.Duration) string {
+	var s []string
+	for _, x := range d {
+		s = append(s, fmt.Sprintf("%.1f s", x.Seconds()))
+	}
+	return strings.Join(s, ", ")
+}

@@ -571,9 +571,11 @@ func Delete(name string, out io.Writer) error {
 	var errs []error
 	// Processes first: the server's SIGTERM while the agents still run
 	// (so none of them sees its network vanish).
-	for i := range p.Nodes {
-		st.Procs[p.Nodes[i].Name].stop(10 * time.Second)
+	var procs []Proc
+	for _, pr := range st.Procs {
+		procs = append(procs, pr)
 	}
+	stopAll(procs, 10*time.Second)
 	for i := range p.Nodes {
 		if err := teardownNode(&p.Nodes[i], st.Procs[p.Nodes[i].Name]); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", p.Nodes[i].Name, err))

@@ -89,19 +89,35 @@ func (p Proc) Alive() bool {
 	return i >= 0 && !strings.HasPrefix(string(b[i+1:]), " Z")
 }
 
-// stop sends SIGTERM, and SIGKILL after grace, to the recorded process
-// (only if it is still the same process) and waits until it is gone.
-func (p Proc) stop(grace time.Duration) {
-	if !p.Alive() {
-		return
+// stop is stopAll for one process.
+func (p Proc) stop(grace time.Duration) { stopAll([]Proc{p}, grace) }
+
+// stopAll sends SIGTERM to the recorded processes (each only if it is
+// still the same process), SIGKILL to those left after grace, and waits
+// until they are gone.
+func stopAll(procs []Proc, grace time.Duration) {
+	alive := func() []Proc {
+		var out []Proc
+		for _, p := range procs {
+			if p.Alive() {
+				out = append(out, p)
+			}
+		}
+		return out
 	}
-	_ = syscall.Kill(p.PID, syscall.SIGTERM)
+	for _, p := range alive() {
+		_ = syscall.Kill(p.PID, syscall.SIGTERM)
+	}
 	deadline := time.Now().Add(grace)
-	for p.Alive() && time.Now().Before(deadline) {
+	for len(alive()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	for i := 0; i < 50 && p.Alive(); i++ {
-		if startTime(p.PID) == p.Start {
+	for i := 0; i < 50; i++ {
+		left := alive()
+		if len(left) == 0 {
+			return
+		}
+		for _, p := range left {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
 		}
 		time.Sleep(100 * time.Millisecond)
