@@ -197,12 +197,12 @@ func deleteRules(ipt *iptables.IPTables, prefix string, recorded []Rule) []error
 		}
 	}
 	for _, table := range []string{"filter", "nat"} {
-		rules, err := ipt.List(table, "")
+		out, err := run("iptables", "-w", "-t", table, "-S")
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for _, line := range rules {
+		for _, line := range strings.Split(out, "\n") {
 			if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, prefix+" k1s cluster") {
 				continue
 			}
