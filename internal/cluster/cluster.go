@@ -140,6 +140,11 @@ func Create(ctx context.Context, o CreateOptions) (err error) {
 		os.RemoveAll(dir)
 		return err
 	}
+	if st.MadeNetnsMount {
+		if err := os.WriteFile(filepath.Join(StateRoot, netnsMarker), nil, 0o600); err != nil {
+			return err
+		}
+	}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\ncluster %s is left as it is (node logs: %s/nodes/*/k1s.log); remove it with `k1s cluster delete %s`", err, o.Name, dir, o.Name)
@@ -546,6 +551,9 @@ func removeUserKubeconfig(name, path string, merged bool) error {
 	return atomicfile.Write(path, b, 0o600)
 }
 
+// netnsMarker in StateRoot: a cluster made /run/netns a mount point.
+const netnsMarker = ".netns-mount-made"
+
 // Delete stops a cluster's nodes and removes everything it made, also
 // what a create killed half-way made: by the state file, and by prefix.
 func Delete(name string, out io.Writer) error {
@@ -621,10 +629,15 @@ func Delete(name string, out io.Writer) error {
 	if err := removeUserKubeconfig(name, st.Kubeconfig, st.Merged); err != nil {
 		errs = append(errs, fmt.Errorf("kubeconfig %s: %w", st.Kubeconfig, err))
 	}
-	if st.MadeNetnsMount && isMountPoint("/run/netns") {
+	// The cluster that made /run/netns a mount point may not be the last
+	// to go: the marker says some cluster did, and the last one undoes it.
+	marker := filepath.Join(StateRoot, netnsMarker)
+	if _, err := os.Stat(marker); (err == nil || st.MadeNetnsMount) && isMountPoint("/run/netns") {
 		if nss, err := run("ip", "netns", "list"); err == nil && strings.TrimSpace(nss) == "" {
 			if err := unix.Unmount("/run/netns", unix.MNT_DETACH); err != nil {
 				errs = append(errs, fmt.Errorf("umount /run/netns: %w", err))
+			} else {
+				_ = os.Remove(marker)
 			}
 		}
 	}
