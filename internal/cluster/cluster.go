@@ -270,7 +270,9 @@ func Create(ctx context.Context, o CreateOptions) (err error) {
 	if o.Wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.Wait)
 		defer cancel()
-		if err := WaitReady(wctx, st, cfg); err != nil {
+		if err := WaitReady(wctx, st, cfg, func(msg string) {
+			fmt.Fprintf(o.Out, "%5.1f s  %s\n", time.Since(start).Seconds(), msg)
+		}); err != nil {
 			return fmt.Errorf("--wait %s: %w", o.Wait, err)
 		}
 		fmt.Fprintf(o.Out, "all %d nodes Ready and CoreDNS answers, %.1f s after the server started\n", len(plan.Nodes), time.Since(start).Seconds())
@@ -336,7 +338,8 @@ func tail(path string, n int) string {
 // WaitReady waits until every planned node is a Ready Node and the
 // cluster DNS answers a lookup of the kubernetes Service from the
 // server's namespace. A node process that exits ends the wait.
-func WaitReady(ctx context.Context, st *State, cfg *clientcmdapi.Config) error {
+// progress, if not nil, is told each new reason to wait.
+func WaitReady(ctx context.Context, st *State, cfg *clientcmdapi.Config, progress func(string)) error {
 	rc, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
 	if err != nil {
 		return err
@@ -347,7 +350,7 @@ func WaitReady(ctx context.Context, st *State, cfg *clientcmdapi.Config) error {
 		return err
 	}
 	p := &st.Plan
-	last := "no answer yet"
+	last := ""
 	for {
 		for i := range p.Nodes {
 			n := &p.Nodes[i]
@@ -361,6 +364,9 @@ func WaitReady(ctx context.Context, st *State, cfg *clientcmdapi.Config) error {
 			if msg == "" {
 				return nil
 			}
+		}
+		if msg != last && progress != nil {
+			progress(msg)
 		}
 		last = msg
 		select {
@@ -408,6 +414,11 @@ func dnsAnswers(ctx context.Context, p *Plan) string {
 	defer cancel()
 	addrs, err := r.LookupHost(lctx, "kubernetes.default.svc.cluster.local.")
 	if err != nil || len(addrs) == 0 {
+		// The DNS error's own text, without the random source port.
+		var de *net.DNSError
+		if errors.As(err, &de) {
+			err = errors.New(de.Err)
+		}
 		return fmt.Sprintf("CoreDNS at %s does not answer yet: %v", p.ClusterDNS, err)
 	}
 	return ""
