@@ -414,12 +414,12 @@ func dnsAnswers(ctx context.Context, p *Plan) string {
 	defer cancel()
 	addrs, err := r.LookupHost(lctx, "kubernetes.default.svc.cluster.local.")
 	if err != nil || len(addrs) == 0 {
-		// The DNS error's own text, without the random source port.
-		var de *net.DNSError
-		if errors.As(err, &de) {
-			err = errors.New(de.Err)
+		// Only the last part of the error: the rest names a random source port.
+		msg := fmt.Sprint(err)
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
 		}
-		return fmt.Sprintf("CoreDNS at %s does not answer yet: %v", p.ClusterDNS, err)
+		return fmt.Sprintf("CoreDNS at %s does not answer yet: %s", p.ClusterDNS, msg)
 	}
 	return ""
 }
