@@ -246,9 +246,19 @@ func TestClusterMultiNode(t *testing.T) {
 		t.Fatalf("a second create of t-c1: exit %d\n%s", code, out)
 	}
 
-	// The second cluster, beside the first.
-	kc2 := filepath.Join(dir, "c2.yaml")
-	createCluster(t, "t-c2", "--wait", "150s", "--kubeconfig", kc2)
+	// The second cluster, beside the first, merged into a kubeconfig
+	// that holds another cluster already.
+	kc2 := filepath.Join(dir, "merged.yaml")
+	if err := os.WriteFile(kc2, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://other.invalid:6443'}\ncontexts:\n- name: other\n  context: {cluster: other}\ncurrent-context: other\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	createCluster(t, "t-c2", "--wait", "150s", "--kubeconfig", kc2, "--merge")
+	if cur, err := harness.Kubectl(kc2, "config", "current-context"); err != nil || strings.TrimSpace(cur) != "k1s-t-c2" {
+		t.Fatalf("merged kubeconfig's current context: %q %v", cur, err)
+	}
+	if code, out := k1sCluster(t, time.Minute, "kubeconfig", "t-c1"); code != 0 || !strings.Contains(out, "server: https://10.220.") || !strings.Contains(out, "k1s-t-c1") {
+		t.Fatalf("k1s cluster kubeconfig t-c1: exit %d\n%s", code, out)
+	}
 	_, listOut := k1sCluster(t, time.Minute, "list")
 	var subnets []string
 	for _, l := range strings.Split(listOut, "\n") {
@@ -349,6 +359,9 @@ spec:
 	}
 	if _, err := os.Stat(kc); err == nil {
 		t.Errorf("delete left the kubeconfig %s", kc)
+	}
+	if ctxs, err := harness.Kubectl(kc2, "config", "get-contexts", "-o", "name"); err != nil || strings.TrimSpace(ctxs) != "other" {
+		t.Errorf("after delete the merged kubeconfig should hold only 'other': %q %v", ctxs, err)
 	}
 }
 
