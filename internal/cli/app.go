@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			certificateCommand(),
 			secretsEncryptCommand(),
 			snapshotCommand(),
+			clusterCommand(),
 			{
 				Name:            "kubectl",
 				Usage:           "run the embedded kubectl (uses the admin kubeconfig when KUBECONFIG is unset)",
