@@ -635,6 +635,15 @@ data: {k: v}
 	// 4. Failed and mismatching downloads change nothing.
 	oldPID := srv.pid(t)
 	snapBin, snapSvc, snapImg := snapshot(t, srv.Bin+"-real"), snapshot(t, srv.Svc), snapshot(t, imgDir)
+	// The running k1s keeps appending to its log in the svc dir: compare
+	// the log by what it held before (not truncated, not replaced), the
+	// rest of the dir exactly.
+	svcLog := filepath.Join(srv.Svc, "k1s.log")
+	logBefore, err := os.ReadFile(svcLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(snapSvc, "k1s.log")
 	for _, c := range []struct{ path, want string }{
 		{"/broken", "download of " + url + "/broken/k1s failed"},
 		{"/mismatch", "checksum mismatch for k1s"},
@@ -647,12 +656,15 @@ data: {k: v}
 		mustContain(t, out, "nothing was changed", "install.sh from "+c.path)
 		for what, d := range map[string][]string{
 			"bin":    diffSnapshots(snapBin, snapshot(t, srv.Bin+"-real")),
-			"svc":    diffSnapshots(snapSvc, snapshot(t, srv.Svc)),
+			"svc":    diffSnapshots(snapSvc, svcWithoutLog(t, srv.Svc)),
 			"images": diffSnapshots(snapImg, snapshot(t, imgDir)),
 		} {
 			if len(d) > 0 {
 				t.Errorf("install.sh from %s changed the %s dir: %v", c.path, what, d)
 			}
+		}
+		if logNow, err := os.ReadFile(svcLog); err != nil || !bytes.HasPrefix(logNow, logBefore) {
+			t.Errorf("install.sh from %s truncated or replaced %s (%v)", c.path, svcLog, err)
 		}
 		if srv.pid(t) != oldPID || syscall.Kill(oldPID, 0) != nil {
 			t.Errorf("install.sh from %s touched the running k1s (PID %d)", c.path, oldPID)
@@ -961,4 +973,11 @@ func TestInstallReleaseURL(t *testing.T) {
 			}
 		}
 	}
+}
+
+// svcWithoutLog is snapshot of a service dir without the running k1s's log.
+func svcWithoutLog(t *testing.T, dir string) map[string]string {
+	snap := snapshot(t, dir)
+	delete(snap, "k1s.log")
+	return snap
 }
