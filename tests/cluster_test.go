@@ -129,11 +129,7 @@ func clusterLogs(name string) []string {
 
 func tailFile(path string, n int) string {
 	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return tailString(string(b), n)
 }
 
 // TestClusterRefusals: what `k1s cluster create` refuses, and that a

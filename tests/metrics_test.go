@@ -15,7 +15,7 @@ func TestMetricsServer(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := s.Kubectl("-n", "kube-system", "describe", "pods", "-l", "k8s-app=metrics-server")
-			t.Logf("metrics-server Pods:\n%s", tailLines(out, 40))
+			t.Logf("metrics-server Pods:\n%s", tailString(out, 40))
 			out, _ = s.Kubectl("-n", "kube-system", "logs", "-l", "k8s-app=metrics-server", "--tail=30")
 			t.Logf("metrics-server log:\n%s", out)
 		}
@@ -57,7 +57,7 @@ func TestMetricsServer(t *testing.T) {
 	}
 	raw, err = s.Kubectl("get", "--raw", "/api/v1/nodes/"+node+"/proxy/metrics/resource")
 	if err != nil || !strings.Contains(raw, "node_cpu_usage_seconds_total") {
-		t.Errorf("the kubelet's /metrics/resource through the apiserver: %v\n%s", err, tailLines(raw, 5))
+		t.Errorf("the kubelet's /metrics/resource through the apiserver: %v\n%s", err, tailString(raw, 5))
 	}
 	eventually(t, 2*time.Minute, "kubectl top pods -A lists CoreDNS and metrics-server", func() error {
 		out, err := s.Kubectl("top", "pods", "-A", "--no-headers")

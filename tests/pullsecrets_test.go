@@ -75,7 +75,7 @@ auth:
 		<-done
 		if t.Failed() {
 			out, _ := os.ReadFile(logf.Name())
-			t.Logf("registry log:\n%s", tailLines(string(out), 30))
+			t.Logf("registry log:\n%s", tailString(string(out), 30))
 		}
 	})
 	eventually(t, 30*time.Second, "registry answers /v2/ with 401", func() error {
@@ -101,14 +101,6 @@ auth:
 		}
 		return string(out)
 	}
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // TestImagePullSecrets: a Pod pulls from a registry that requires basic
@@ -197,7 +189,7 @@ spec:%s
 		return nil
 	})
 	if log := regLog(); !strings.Contains(log, `"HEAD /v2/k1s-test/private/manifests/1 HTTP/1.1" 401`) {
-		t.Errorf("the registry did not answer containerd's request with 401:\n%s", tailLines(log, 10))
+		t.Errorf("the registry did not answer containerd's request with 401:\n%s", tailString(log, 10))
 	}
 
 	for _, c := range []struct{ pod, secret string }{{"with-json", "regcred-json"}, {"with-legacy", "regcred-legacy"}} {
