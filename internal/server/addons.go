@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"k8s.io/client-go/kubernetes"
@@ -31,15 +30,10 @@ const MetricsServerImageTag = "v0.8.0"
 const LocalPathHelperTag = "v0.1.0"
 
 // manifestVars fill the placeholders of the built-in add-ons.
-func (r *run) manifestVars() (map[string]string, error) {
+func (r *run) manifestVars() map[string]string {
 	reg := r.cfg.SystemDefaultRegistry
 	if reg != "" {
 		reg += "/"
-	}
-	// metrics-server verifies the kubelets with it.
-	kubeletCA, err := os.ReadFile(r.pki.Files.KubeletServingCA())
-	if err != nil {
-		return nil, fmt.Errorf("add-on manifests: %w", err)
 	}
 	return map[string]string{
 		"CLUSTER_DNS":             r.cfg.ClusterDNS,
@@ -47,8 +41,9 @@ func (r *run) manifestVars() (map[string]string, error) {
 		"SYSTEM_DEFAULT_REGISTRY": reg,
 		"K1S_INGRESS_TAG":         IngressImageTag,
 		"METRICS_SERVER_TAG":      MetricsServerImageTag,
-		"KUBELET_SERVING_CA_B64":  base64.StdEncoding.EncodeToString(kubeletCA),
-	}, nil
+		// metrics-server verifies the kubelets with it.
+		"KUBELET_SERVING_CA_B64": base64.StdEncoding.EncodeToString(r.pki.KubeletServingCA.CertPEM),
+	}
 }
 
 // reservedPorts are what k1s listens on at node IPs; a LoadBalancer
@@ -70,10 +65,7 @@ func (r *run) reservedPorts() map[string]string {
 func (r *run) addons(ctx context.Context) error {
 	dir := filepath.Join(r.cfg.ServerDir(), "manifests")
 	builtin := manifests.Builtin()
-	vars, err := r.manifestVars()
-	if err != nil {
-		return err
-	}
+	vars := r.manifestVars()
 	disabled := map[string]bool{}
 	for name := range builtin {
 		disabled[name] = r.cfg.Disabled(name)
