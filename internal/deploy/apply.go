@@ -226,7 +226,9 @@ func (a *Applier) ApplyAll(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		for _, r := range without(a.inv[name], recs) {
+		// What the file applied before is a candidate; prune skips what it
+		// (or any file) applies now.
+		for _, r := range a.inv[name] {
 			cands = append(cands, candidate{File: name, Rec: r})
 		}
 		a.inv[name] = recs

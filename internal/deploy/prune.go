@@ -236,21 +236,6 @@ func (a *Applier) pruneOne(ctx context.Context, c candidate) (done bool, err err
 	return false, fmt.Errorf("%s: cannot prune %s: %w", c.File, c.Rec.describe(), err)
 }
 
-// without returns the records of old whose object is not in cur.
-func without(old, cur []record) []record {
-	in := map[string]bool{}
-	for _, r := range cur {
-		in[r.key()] = true
-	}
-	var out []record
-	for _, r := range old {
-		if !in[r.key()] {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // union is old plus the records of cur whose object old lacks, with cur's
 // UID where both have the object.
 func union(old, cur []record) []record {
