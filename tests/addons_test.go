@@ -15,9 +15,14 @@ import (
 func TestDisableAddons(t *testing.T) {
 	s := newNodeServer(t, "--disable=coredns,servicelb,ingress,metrics-server")
 	manifests := filepath.Join(s.DataDir, "server", "manifests")
-	deployments := func() string {
-		out, _ := s.Kubectl("-n", "kube-system", "get", "deployments", "-o", "jsonpath={.items[*].metadata.name}")
-		return out
+	// deployments lists kube-system's Deployments; a failed kubectl is an
+	// error, never an empty list.
+	deployments := func() (string, error) {
+		out, err := s.Kubectl("-n", "kube-system", "get", "deployments", "-o", "jsonpath={.items[*].metadata.name}")
+		if err != nil {
+			return "", fmt.Errorf("kubectl get deployments: %v: %s", err, out)
+		}
+		return out, nil
 	}
 	startExisting(t, s)
 	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
@@ -33,16 +38,16 @@ spec:
 `)
 	// Give the in-process controllers time to act, had they been running.
 	time.Sleep(10 * time.Second)
-	if d := deployments(); d != "" {
-		t.Errorf("deployments in kube-system with every add-on disabled: %s", d)
+	if d, err := deployments(); err != nil || d != "" {
+		t.Errorf("deployments in kube-system with every add-on disabled: %q (%v)", d, err)
 	}
 	for _, f := range []string{"coredns.yaml", "ingress.yaml"} {
 		if _, err := os.Stat(filepath.Join(manifests, f)); err == nil {
 			t.Errorf("%s written although disabled", f)
 		}
 	}
-	if out, _ := s.Kubectl("get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress}"); out != "" {
-		t.Errorf("LoadBalancer got ingress %s with servicelb disabled", out)
+	if out, err := s.Kubectl("get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress}"); err != nil || out != "" {
+		t.Errorf("LoadBalancer got ingress %s with servicelb disabled (%v)", out, err)
 	}
 
 	// Restart with CoreDNS and servicelb back, and a broken file of the user's.
@@ -59,14 +64,20 @@ spec:
 		t.Fatal(err)
 	}
 	eventually(t, time.Minute, "coredns deployed after leaving --disable", func() error {
-		if d := deployments(); d != "coredns" {
-			return fmt.Errorf("deployments %q, want coredns only", d)
+		if d, err := deployments(); err != nil || d != "coredns" {
+			return fmt.Errorf("deployments %q (%v), want coredns only", d, err)
 		}
 		return nil
 	})
-	node, _ := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+	node, err := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+	if err != nil || node == "" {
+		t.Fatalf("the node's InternalIP: %q (%v)", node, err)
+	}
 	eventually(t, time.Minute, "LoadBalancer ingress once servicelb runs", func() error {
-		out, _ := s.Kubectl("get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+		out, err := s.Kubectl("get", "svc", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
 		if out != node {
 			return fmt.Errorf("ingress %q, want the node's %s", out, node)
 		}
@@ -96,8 +107,8 @@ spec:
 		t.Fatal(err)
 	}
 	eventually(t, time.Minute, "coredns removed, ingress and metrics-server deployed", func() error {
-		if d := deployments(); d != "k1s-ingress metrics-server" {
-			return fmt.Errorf("deployments %q, want k1s-ingress and metrics-server", d)
+		if d, err := deployments(); err != nil || d != "k1s-ingress metrics-server" {
+			return fmt.Errorf("deployments %q (%v), want k1s-ingress and metrics-server", d, err)
 		}
 		if out, err := s.Kubectl("-n", "kube-system", "get", "svc", "kube-dns"); err == nil {
 			return fmt.Errorf("kube-dns Service still there: %s", out)
@@ -146,7 +157,10 @@ func TestFlannelNone(t *testing.T) {
 	if _, err := os.Stat("/sys/class/net/flannel.1"); err == nil {
 		t.Errorf("flannel.1 exists with --flannel-backend=none")
 	}
-	out, _ := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`)
+	out, err := s.Kubectl("get", "nodes", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`)
+	if err != nil {
+		t.Fatalf("kubectl get nodes: %v: %s", err, out)
+	}
 	if out == "True" {
 		t.Errorf("the node is Ready without any CNI config")
 	}

@@ -174,7 +174,10 @@ spec:%s
 	}
 	apply(t, s, pod("no-secret", ""))
 	eventually(t, 2*time.Minute, "pod no-secret fails to pull with a 401", func() error {
-		reason, _ := s.Kubectl("get", "pod", "no-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}")
+		reason, err := s.Kubectl("get", "pod", "no-secret", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, reason)
+		}
 		if reason != "ErrImagePull" && reason != "ImagePullBackOff" {
 			return fmt.Errorf("waiting reason %q, want ErrImagePull or ImagePullBackOff", reason)
 		}
@@ -196,7 +199,7 @@ spec:%s
 		apply(t, s, pod(c.pod, c.secret))
 		waitPhase(t, s, c.pod, "Running", 2*time.Minute)
 	}
-	if phase, _ := s.Kubectl("get", "pod", "no-secret", "-o", "jsonpath={.status.phase}"); phase != "Pending" {
-		t.Errorf("pod no-secret is %q once the image is on the node, want Pending: Always must pull with credentials", phase)
+	if phase, err := s.Kubectl("get", "pod", "no-secret", "-o", "jsonpath={.status.phase}"); err != nil || phase != "Pending" {
+		t.Errorf("pod no-secret is %q (%v) once the image is on the node, want Pending: Always must pull with credentials", phase, err)
 	}
 }
