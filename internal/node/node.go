@@ -106,18 +106,33 @@ func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeli
 	return n
 }
 
-// Steps are the node's start-up steps.
+// Steps are the node's start-up steps: Prepare's, then Join's.
 func (n *Node) Steps() []pipeline.Step {
+	return append(n.Prepare(), n.Join()...)
+}
+
+// Prepare are the steps that need only this host, not the cluster: a
+// server runs them while its apiserver starts.
+func (n *Node) Prepare() []pipeline.Step {
 	return []pipeline.Step{
 		{Name: "host", Run: n.host},
-		{Name: "credentials", Run: n.credentials},
 		{Name: "containerd", Run: n.containerd},
 		{Name: "images", Run: n.images},
+	}
+}
+
+// Join are the steps that need the cluster's apiserver.
+func (n *Node) Join() []pipeline.Step {
+	return []pipeline.Step{
+		{Name: "credentials", Run: n.credentials},
 		{Name: "kubelet", Run: n.kubelet},
 		{Name: "pod-cidr", Run: n.podCIDR},
 		{Name: "flannel", Run: n.flannel},
-		{Name: "cni", Run: n.cni},
+		// kube-proxy's rules before the CNI config lets Pods start: a Pod
+		// that dials a Service IP before them gets a conntrack entry
+		// without DNAT and hangs until its dial times out (CoreDNS: 30 s).
 		{Name: "kube-proxy", Run: n.kubeProxy},
+		{Name: "cni", Run: n.cni},
 	}
 }
 

@@ -30,7 +30,7 @@ func TestStepOrder(t *testing.T) {
 	for _, s := range n.Steps() {
 		names = append(names, s.Name)
 	}
-	want := []string{"host", "credentials", "containerd", "images", "kubelet", "pod-cidr", "flannel", "cni", "kube-proxy"}
+	want := []string{"host", "containerd", "images", "credentials", "kubelet", "pod-cidr", "flannel", "kube-proxy", "cni"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("steps %v, want %v", names, want)
 	}

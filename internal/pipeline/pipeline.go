@@ -33,6 +33,48 @@ func Run(ctx context.Context, log logrus.FieldLogger, steps []Step) error {
 	return nil
 }
 
+// Ahead runs steps in a goroutine of its own while the caller's pipeline
+// goes on: for steps that need nothing the steps run meanwhile produce,
+// such as a server's node preparing containerd and its images while the
+// apiserver starts.
+type Ahead struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// RunAhead starts steps with Run in the background.
+func RunAhead(ctx context.Context, log logrus.FieldLogger, steps []Step) *Ahead {
+	ctx, cancel := context.WithCancel(ctx)
+	a := &Ahead{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.err = Run(ctx, log, steps)
+	}()
+	return a
+}
+
+// Wait returns the steps' result once they finished, or ctx's error.
+func (a *Ahead) Wait(ctx context.Context) error {
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Cancel stops the steps and waits for them to return, so that none of
+// them starts a component after the supervisor was stopped. A nil Ahead
+// does nothing.
+func (a *Ahead) Cancel() {
+	if a == nil {
+		return
+	}
+	a.cancel()
+	<-a.done
+}
+
 // ErrExited is returned for a component that stopped without being asked.
 var ErrExited = errors.New("exited unexpectedly")
 

@@ -179,3 +179,45 @@ func TestCauseIsTheEarliestStartedFailure(t *testing.T) {
 		t.Fatalf("Cause() = %v, want the runtime's failure", err)
 	}
 }
+
+func TestAheadRunsAlongsideAndReportsItsFailure(t *testing.T) {
+	release := make(chan struct{})
+	var ran []string
+	a := RunAhead(context.Background(), quietLog(), []Step{
+		{Name: "slow", Run: func(context.Context) error { <-release; ran = append(ran, "slow"); return nil }},
+		{Name: "bad", Run: func(context.Context) error { return errors.New("boom") }},
+	})
+	// The caller goes on while the first step still waits.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := a.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait before the steps finished = %v, want the caller's deadline", err)
+	}
+	close(release)
+	if err := a.Wait(context.Background()); err == nil || err.Error() != "bad: boom" {
+		t.Fatalf("Wait = %v, want \"bad: boom\"", err)
+	}
+	if strings.Join(ran, ",") != "slow" {
+		t.Fatalf("ran %v", ran)
+	}
+}
+
+func TestAheadCancelWaitsForTheStepToReturn(t *testing.T) {
+	returned := make(chan struct{})
+	a := RunAhead(context.Background(), quietLog(), []Step{
+		{Name: "blocks", Run: func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(20 * time.Millisecond) // still cleaning up
+			close(returned)
+			return ctx.Err()
+		}},
+	})
+	a.Cancel()
+	select {
+	case <-returned:
+	default:
+		t.Fatal("Cancel returned before the step did")
+	}
+	var none *Ahead
+	none.Cancel() // a server without a node has none
+}

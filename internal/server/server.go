@@ -81,6 +81,9 @@ func newRun(cfg *config.Server, log logrus.FieldLogger, exec executor.Executor) 
 func (r *run) serve(ctx context.Context, steps []pipeline.Step) error {
 	cfg, log := r.cfg, r.log
 	defer r.sup.Stop(log)
+	// Before the supervisor stops: a node step still running must not
+	// start a component after that.
+	defer func() { r.nodePrep.Cancel() }()
 
 	start := time.Now()
 	if err := pipeline.Run(ctx, log, steps); err != nil {
@@ -117,6 +120,7 @@ type run struct {
 	claimName func(context.Context) error
 
 	kubeOnce sync.Once
+	nodePrep *pipeline.Ahead // the node's Prepare steps, run while the apiserver starts
 	kubeRC   *rest.Config
 	kube     kubernetes.Interface
 	kubeErr  error
@@ -126,15 +130,31 @@ func (r *run) steps() []pipeline.Step {
 	steps := []pipeline.Step{
 		{Name: "datastore", Run: r.datastore},
 		{Name: "pki", Run: r.certificates},
+	}
+	var n *node.Node
+	if !r.cfg.DisableAgent {
+		n = node.New(r.cfg.Node(), r.nodeCredentials, r.exec, r.sup, r.log)
+		// The node's host, containerd and images steps need nothing from
+		// the cluster: they run while the apiserver starts, which takes
+		// seconds off start → node Ready.
+		steps = append(steps, pipeline.Step{Name: "node-prepare", Run: func(ctx context.Context) error {
+			r.nodePrep = pipeline.RunAhead(ctx, r.log, n.Prepare())
+			return nil
+		}})
+	}
+	steps = append(steps, []pipeline.Step{
 		{Name: "kube-apiserver", Run: r.apiserver},
 		{Name: "rbac", Run: func(ctx context.Context) error { return control.EnsureRBAC(ctx, r.pki.Files) }},
 		{Name: "controllers", Run: r.controllers},
 		{Name: "node-name-release", Run: r.nodeNameRelease},
 		{Name: "addons", Run: r.addons},
-	}
-	if !r.cfg.DisableAgent {
+	}...)
+	if n != nil {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
-			return pipeline.Run(ctx, r.log, node.New(r.cfg.Node(), r.nodeCredentials, r.exec, r.sup, r.log).Steps())
+			if err := r.nodePrep.Wait(ctx); err != nil {
+				return err
+			}
+			return pipeline.Run(ctx, r.log, n.Join())
 		}})
 	}
 	return append(steps, pipeline.Step{Name: "cert-renewal", Run: r.certRenewal})

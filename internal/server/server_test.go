@@ -77,7 +77,8 @@ func newHarness(t *testing.T) *harness {
 		"rbac":              nil,
 		"node-name-release": {"node-name-release"},
 		"addons":            {"deploy", "nodehosts", "servicelb"},
-		"node":              {"containerd", "kubelet", "flannel", "kube-proxy"},
+		"node-prepare":      {"containerd"},
+		"node":              {"kubelet", "flannel", "kube-proxy"},
 		"cert-renewal":      {"cert-renewal"},
 	}
 	for _, s := range h.r.steps() {
@@ -153,12 +154,12 @@ func TestServerStepOrderAndShutdownOrder(t *testing.T) {
 		t.Fatal("shutdown did not finish")
 	}
 
-	wantSteps := []string{"datastore", "pki", "kube-apiserver", "rbac", "controllers", "node-name-release", "addons", "node", "cert-renewal"}
+	wantSteps := []string{"datastore", "pki", "node-prepare", "kube-apiserver", "rbac", "controllers", "node-name-release", "addons", "node", "cert-renewal"}
 	if got := h.events("step "); !slices.Equal(got, wantSteps) {
 		t.Errorf("steps %v, want %v", got, wantSteps)
 	}
-	wantStart := []string{"kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-name-release",
-		"deploy", "nodehosts", "servicelb", "containerd", "kubelet", "flannel", "kube-proxy", "cert-renewal"}
+	wantStart := []string{"containerd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-name-release",
+		"deploy", "nodehosts", "servicelb", "kubelet", "flannel", "kube-proxy", "cert-renewal"}
 	if got := h.events("start "); !slices.Equal(got, wantStart) {
 		t.Errorf("started %v, want %v", got, wantStart)
 	}
@@ -192,7 +193,7 @@ func TestServerStartupFailureNamesTheComponent(t *testing.T) {
 	if got := h.events("step "); slices.Contains(got, "addons") || slices.Contains(got, "node") {
 		t.Errorf("steps after the failure ran: %v", got)
 	}
-	if got, want := h.events("stop "), []string{"kube-controller-manager", "kube-scheduler", "kube-apiserver"}; !slices.Equal(got, want) {
+	if got, want := h.events("stop "), []string{"kube-controller-manager", "kube-scheduler", "kube-apiserver", "containerd"}; !slices.Equal(got, want) {
 		t.Errorf("stopped %v, want %v", got, want)
 	}
 }
