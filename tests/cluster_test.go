@@ -319,8 +319,9 @@ spec:
 		t.Fatal(out)
 	}
 	if out, err := harness.Kubectl(kc, "rollout", "status", "deployment/web", "--timeout=120s"); err != nil {
-		pods, _ := harness.Kubectl(kc, "get", "pods", "-o", "wide")
-		t.Fatalf("%s\n%s", out, pods)
+		pods, perr := harness.Kubectl(kc, "get", "pods", "-o", "wide")
+		events, eerr := harness.Kubectl(kc, "get", "events", "-A", "--sort-by=.lastTimestamp")
+		t.Fatalf("%s\npods (%v):\n%s\nevents (%v):\n%s", out, perr, pods, eerr, events)
 	}
 	placed, err := harness.Kubectl(kc, "get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.spec.nodeName} {end}`)
 	if err != nil {
