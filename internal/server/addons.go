@@ -29,6 +29,11 @@ const MetricsServerImageTag = "v0.8.0"
 // LOCAL_PATH_TAG in the Makefile); bump both together when it changes.
 const LocalPathHelperTag = "v0.1.0"
 
+// HelmControllerTag is the tag of the helm-controller image
+// (cmd/k1s-helm-controller; HELM_CONTROLLER_TAG in the Makefile); bump both
+// together when internal/helmctl changes.
+const HelmControllerTag = "v0.1.0"
+
 // manifestVars fill the placeholders of the built-in add-ons.
 func (r *run) manifestVars() map[string]string {
 	reg := r.cfg.SystemDefaultRegistry
@@ -41,6 +46,7 @@ func (r *run) manifestVars() map[string]string {
 		"SYSTEM_DEFAULT_REGISTRY": reg,
 		"K1S_INGRESS_TAG":         IngressImageTag,
 		"METRICS_SERVER_TAG":      MetricsServerImageTag,
+		"HELM_CONTROLLER_TAG":     HelmControllerTag,
 		// metrics-server verifies the kubelets with it.
 		"KUBELET_SERVING_CA_B64": base64.StdEncoding.EncodeToString(r.pki.KubeletServingCA.CertPEM),
 	}
@@ -106,6 +112,10 @@ func (r *run) addons(ctx context.Context) error {
 	kube, err := r.adminClient()
 	if err != nil {
 		return err
+	}
+	if !r.cfg.DisableAgent {
+		node := r.cfg.Node().NodeName
+		r.sup.Go("node-role", stopController, func(ctx context.Context) error { return labelOwnNode(ctx, kube, node) })
 	}
 	if !r.cfg.Disabled("coredns") {
 		r.sup.Go("nodehosts", stopController, func(ctx context.Context) error {
