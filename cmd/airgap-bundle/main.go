@@ -1,5 +1,6 @@
 // Command airgap-bundle writes k1s's air-gap image bundle: the add-on images
-// (CoreDNS, k1s's ingress controller, metrics-server, the local-path helper) built from binaries `make images` compiled, as one
+// (CoreDNS, k1s's ingress controller, metrics-server, the local-path helper,
+// k1s-dashboard) built from binaries `make images` compiled, as one
 // zstd-compressed image tarball that k1s imports into containerd from
 // <data-dir>/agent/images/.
 //
@@ -7,7 +8,8 @@
 //	    -coredns bin/images/amd64/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
 //	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0 \
 //	    -metrics-server bin/images/amd64/metrics-server-v0.8.0 -metrics-server-ref docker.io/k1s-io/metrics-server:v0.8.0 \
-//	    -local-path bin/images/amd64/k1s-local-path -local-path-ref docker.io/k1s-io/local-path-helper:v0.1.0
+//	    -local-path bin/images/amd64/k1s-local-path -local-path-ref docker.io/k1s-io/local-path-helper:v0.1.0 \
+//	    -dashboard bin/images/amd64/k1s-dashboard -dashboard-ref docker.io/k1s-io/dashboard:v0.1.0
 //
 // The output is the same for the same inputs. It is written through package
 // atomicfile, so an interrupted run leaves the old bundle, never half a new one.
@@ -56,14 +58,16 @@ func main() {
 	metricsServerRef := flag.String("metrics-server-ref", "", "metrics-server image tag, e.g. docker.io/k1s-io/metrics-server:v0.8.0")
 	localPath := flag.String("local-path", "", "k1s-local-path binary (the local-path storage helper)")
 	localPathRef := flag.String("local-path-ref", "", "local-path helper image tag, e.g. docker.io/k1s-io/local-path-helper:v0.1.0")
+	dashboard := flag.String("dashboard", "", "k1s-dashboard binary")
+	dashboardRef := flag.String("dashboard-ref", "", "dashboard image tag, e.g. docker.io/k1s-io/dashboard:v0.1.0")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates copied into the images when the file exists")
 	flag.Parse()
 	if *coredns == "" || *ingress == "" || *ingressRef == "" || *metricsServer == "" || *metricsServerRef == "" ||
-		*localPath == "" || *localPathRef == "" || flag.NArg() != 0 {
+		*localPath == "" || *localPathRef == "" || *dashboard == "" || *dashboardRef == "" || flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	for _, p := range []string{*coredns, *ingress, *metricsServer, *localPath} {
+	for _, p := range []string{*coredns, *ingress, *metricsServer, *localPath, *dashboard} {
 		if _, err := os.Stat(p); err != nil {
 			log.Fatal(err)
 		}
@@ -126,6 +130,18 @@ func main() {
 			},
 			Architecture: *arch,
 		},
+		{
+			// Users, CA certificates and /tmp like the others; it needs no shell.
+			Ref:   *dashboardRef,
+			Files: append(clone(base), imagebuild.File{Name: "k1s-dashboard", Mode: 0o755, Path: *dashboard}),
+			Config: v1.Config{
+				Entrypoint:   []string{"/k1s-dashboard"},
+				Env:          []string{envPath},
+				ExposedPorts: map[string]struct{}{"8443/tcp": {}},
+				User:         "65532:65532",
+			},
+			Architecture: *arch,
+		},
 	}
 	if err := write(*out, images); err != nil {
 		log.Fatal(err)
@@ -134,7 +150,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("wrote %s (%d bytes): %s, %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef, *localPathRef)
+	fmt.Printf("wrote %s (%d bytes): %s, %s, %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef, *localPathRef, *dashboardRef)
 }
 
 func clone(files []imagebuild.File) []imagebuild.File {

@@ -29,6 +29,10 @@ const MetricsServerImageTag = "v0.8.0"
 // LOCAL_PATH_TAG in the Makefile); bump both together when it changes.
 const LocalPathHelperTag = "v0.1.0"
 
+// DashboardImageTag is the tag of the k1s-dashboard image (cmd/k1s-dashboard;
+// DASHBOARD_TAG in the Makefile); bump both together when it changes.
+const DashboardImageTag = "v0.1.0"
+
 // manifestVars fill the placeholders of the built-in add-ons.
 func (r *run) manifestVars() map[string]string {
 	reg := r.cfg.SystemDefaultRegistry
@@ -41,6 +45,7 @@ func (r *run) manifestVars() map[string]string {
 		"SYSTEM_DEFAULT_REGISTRY": reg,
 		"K1S_INGRESS_TAG":         IngressImageTag,
 		"METRICS_SERVER_TAG":      MetricsServerImageTag,
+		"K1S_DASHBOARD_TAG":       DashboardImageTag,
 		// metrics-server verifies the kubelets with it.
 		"KUBELET_SERVING_CA_B64": base64.StdEncoding.EncodeToString(r.pki.KubeletServingCA.CertPEM),
 	}
