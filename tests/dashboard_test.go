@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,30 @@ spec:
 		}
 		return nil
 	})
+
+	// The sign-in page as served: strict CSP, no inline script; a token
+	// the cluster does not know is refused with a message.
+	resp, err := hc.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	if strings.Contains(string(body), "<script>") || !strings.Contains(string(body), `<script src="/static/app.js"`) {
+		t.Errorf("the sign-in page has inline script or lacks app.js:\n%s", body)
+	}
+	resp, err = hc.PostForm(base+"/login", url.Values{"token": {"not-a-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "did not accept this token") || len(resp.Cookies()) != 0 {
+		t.Errorf("sign-in with a bad token: %s, cookies %v\n%s", resp.Status, resp.Cookies(), body)
+	}
 
 	// Idle memory, before anyone signed in (for docs/benchmarks.md): the
 	// kubelet's summary of the Pod's cgroups; no metrics-server needed.
