@@ -104,6 +104,8 @@ INGRESS_TAG     := v0.1.0
 LOCAL_PATH_TAG  := v0.1.0
 # HELM_CONTROLLER_TAG must equal server.HelmControllerTag (internal/server/addons.go).
 HELM_CONTROLLER_TAG := v0.1.0
+# DASHBOARD_TAG must equal server.DashboardImageTag (internal/server/addons.go).
+DASHBOARD_TAG   := v0.1.0
 IMAGES_DIR      := bin/images/$(ARCH)
 AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(ARCH).tar.zst
 COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
@@ -111,6 +113,7 @@ INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
 METRICS_SERVER_BIN := $(IMAGES_DIR)/metrics-server-$(METRICS_SERVER_VERSION)
 LOCAL_PATH_BIN  := $(IMAGES_DIR)/k1s-local-path
 HELM_CONTROLLER_BIN := $(IMAGES_DIR)/k1s-helm-controller
+DASHBOARD_BIN   := $(IMAGES_DIR)/k1s-dashboard
 BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cmd/airgap-bundle/*.go internal/atomicfile/*.go))
 
 images: $(AIRGAP_BUNDLE)
@@ -138,13 +141,18 @@ $(HELM_CONTROLLER_BIN): FORCE
 	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-helm-controller
 	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(METRICS_SERVER_BIN) $(LOCAL_PATH_BIN) $(HELM_CONTROLLER_BIN) $(BUNDLE_SRCS) go.mod
+$(DASHBOARD_BIN): FORCE
+	CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -ldflags "-s -w" -o $@.new ./cmd/k1s-dashboard
+	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(METRICS_SERVER_BIN) $(LOCAL_PATH_BIN) $(HELM_CONTROLLER_BIN) $(DASHBOARD_BIN) $(BUNDLE_SRCS) go.mod
 	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(ARCH) \
 		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
 		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG) \
 		-metrics-server $(METRICS_SERVER_BIN) -metrics-server-ref docker.io/k1s-io/metrics-server:$(METRICS_SERVER_VERSION) \
 		-local-path $(LOCAL_PATH_BIN) -local-path-ref docker.io/k1s-io/local-path-helper:$(LOCAL_PATH_TAG) \
-		-helm-controller $(HELM_CONTROLLER_BIN) -helm-controller-ref docker.io/k1s-io/helm-controller:$(HELM_CONTROLLER_TAG)
+		-helm-controller $(HELM_CONTROLLER_BIN) -helm-controller-ref docker.io/k1s-io/helm-controller:$(HELM_CONTROLLER_TAG) \
+		-dashboard $(DASHBOARD_BIN) -dashboard-ref docker.io/k1s-io/dashboard:$(DASHBOARD_TAG)
 
 # Release: dist/ holds, per architecture, the k1s executable (k1s for
 # amd64, k1s-<arch> otherwise), its air-gap bundle, sha256sum-<arch>.txt

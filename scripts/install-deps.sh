@@ -32,8 +32,8 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # server; test images are built from busybox-static; runc needs libseccomp;
 # the node writes iptables rules (nftables for kube-proxy's nftables mode);
 # tests build network namespaces with iproute2; the pull-secret test runs
-# a real registry (docker-registry).
-for pkg in gcc libc6-dev libseccomp-dev make git postgresql ca-certificates busybox-static iptables nftables iproute2 docker-registry; do
+# a real registry (docker-registry); the dashboard test drives chromium.
+for pkg in gcc libc6-dev libseccomp-dev make git postgresql ca-certificates busybox-static iptables nftables iproute2 docker-registry chromium; do
 	have "$pkg" || need+=("$pkg")
 done
 

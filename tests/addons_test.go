@@ -13,7 +13,7 @@ import (
 // and changing it on restart deploys or removes them. A broken manifest
 // of the user's is named and skipped, and nothing else is lost.
 func TestDisableAddons(t *testing.T) {
-	s := newNodeServer(t, "--disable=coredns,servicelb,ingress,metrics-server,helm-controller")
+	s := newNodeServer(t, "--disable=coredns,servicelb,ingress,metrics-server,helm-controller,dashboard")
 	manifests := filepath.Join(s.DataDir, "server", "manifests")
 	// deployments lists kube-system's Deployments; a failed kubectl is an
 	// error, never an empty list.
@@ -58,7 +58,7 @@ spec:
 	if err := os.WriteFile(bad, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n---\napiVersion: v1\nmetadata: {name: no-kind}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Args = replaceFlag(s.Args, "--disable=", "--disable=ingress,metrics-server,helm-controller")
+	s.Args = replaceFlag(s.Args, "--disable=", "--disable=ingress,metrics-server,helm-controller,dashboard")
 	startExisting(t, s)
 	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
 		t.Fatal(err)
@@ -106,9 +106,9 @@ spec:
 	if err := s.WaitLog("k1s is ready", 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "coredns removed, helm-controller, ingress and metrics-server deployed", func() error {
-		if d, err := deployments(); err != nil || d != "k1s-helm-controller k1s-ingress metrics-server" {
-			return fmt.Errorf("deployments %q (%v), want k1s-helm-controller, k1s-ingress and metrics-server", d, err)
+	eventually(t, time.Minute, "coredns removed, dashboard, helm-controller, ingress and metrics-server deployed", func() error {
+		if d, err := deployments(); err != nil || d != "k1s-dashboard k1s-helm-controller k1s-ingress metrics-server" {
+			return fmt.Errorf("deployments %q (%v), want k1s-dashboard, k1s-helm-controller, k1s-ingress and metrics-server", d, err)
 		}
 		if out, err := s.Kubectl("-n", "kube-system", "get", "svc", "kube-dns"); err == nil {
 			return fmt.Errorf("kube-dns Service still there: %s", out)

@@ -1,6 +1,6 @@
 // Command airgap-bundle writes k1s's air-gap image bundle: the add-on images
 // (CoreDNS, k1s's ingress controller, metrics-server, the local-path helper,
-// the helm-controller) built from binaries `make images` compiled, as one
+// the helm-controller, k1s-dashboard) built from binaries `make images` compiled, as one
 // zstd-compressed image tarball that k1s imports into containerd from
 // <data-dir>/agent/images/.
 //
@@ -9,7 +9,8 @@
 //	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0 \
 //	    -metrics-server bin/images/amd64/metrics-server-v0.8.0 -metrics-server-ref docker.io/k1s-io/metrics-server:v0.8.0 \
 //	    -local-path bin/images/amd64/k1s-local-path -local-path-ref docker.io/k1s-io/local-path-helper:v0.1.0 \
-//	    -helm-controller bin/images/amd64/k1s-helm-controller -helm-controller-ref docker.io/k1s-io/helm-controller:v0.1.0
+//	    -helm-controller bin/images/amd64/k1s-helm-controller -helm-controller-ref docker.io/k1s-io/helm-controller:v0.1.0 \
+//	    -dashboard bin/images/amd64/k1s-dashboard -dashboard-ref docker.io/k1s-io/dashboard:v0.1.0
 //
 // The output is the same for the same inputs. It is written through package
 // atomicfile, so an interrupted run leaves the old bundle, never half a new one.
@@ -60,14 +61,17 @@ func main() {
 	localPathRef := flag.String("local-path-ref", "", "local-path helper image tag, e.g. docker.io/k1s-io/local-path-helper:v0.1.0")
 	helmController := flag.String("helm-controller", "", "k1s-helm-controller binary")
 	helmControllerRef := flag.String("helm-controller-ref", "", "helm-controller image tag, e.g. docker.io/k1s-io/helm-controller:v0.1.0")
+	dashboard := flag.String("dashboard", "", "k1s-dashboard binary")
+	dashboardRef := flag.String("dashboard-ref", "", "dashboard image tag, e.g. docker.io/k1s-io/dashboard:v0.1.0")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates copied into the images when the file exists")
 	flag.Parse()
 	if *coredns == "" || *ingress == "" || *ingressRef == "" || *metricsServer == "" || *metricsServerRef == "" ||
-		*localPath == "" || *localPathRef == "" || *helmController == "" || *helmControllerRef == "" || flag.NArg() != 0 {
+		*localPath == "" || *localPathRef == "" || *helmController == "" || *helmControllerRef == "" ||
+		*dashboard == "" || *dashboardRef == "" || flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	for _, p := range []string{*coredns, *ingress, *metricsServer, *localPath, *helmController} {
+	for _, p := range []string{*coredns, *ingress, *metricsServer, *localPath, *helmController, *dashboard} {
 		if _, err := os.Stat(p); err != nil {
 			log.Fatal(err)
 		}
@@ -141,6 +145,18 @@ func main() {
 			},
 			Architecture: *arch,
 		},
+		{
+			// Users, CA certificates and /tmp like the others; it needs no shell.
+			Ref:   *dashboardRef,
+			Files: append(clone(base), imagebuild.File{Name: "k1s-dashboard", Mode: 0o755, Path: *dashboard}),
+			Config: v1.Config{
+				Entrypoint:   []string{"/k1s-dashboard"},
+				Env:          []string{envPath},
+				ExposedPorts: map[string]struct{}{"8443/tcp": {}},
+				User:         "65532:65532",
+			},
+			Architecture: *arch,
+		},
 	}
 	if err := write(*out, images); err != nil {
 		log.Fatal(err)
@@ -149,7 +165,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("wrote %s (%d bytes): %s, %s, %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef, *localPathRef, *helmControllerRef)
+	fmt.Printf("wrote %s (%d bytes): %s, %s, %s, %s, %s, %s\n", *out, fi.Size(), *corednsRef, *ingressRef, *metricsServerRef, *localPathRef, *helmControllerRef, *dashboardRef)
 }
 
 func clone(files []imagebuild.File) []imagebuild.File {

@@ -95,6 +95,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			serverCommand(),
 			agentCommand(),
 			tokenCommand(),
+			dashboardCommand(),
 			certificateCommand(),
 			secretsEncryptCommand(),
 			snapshotCommand(),

@@ -129,7 +129,7 @@ type Server struct {
 
 // Addons are the built-in add-ons --disable accepts, and the other names
 // users may know them by.
-var Addons = map[string]string{"coredns": "coredns", "metrics-server": "metrics-server", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress", "local-storage": "local-storage", "helm-controller": "helm-controller"}
+var Addons = map[string]string{"coredns": "coredns", "metrics-server": "metrics-server", "servicelb": "servicelb", "ingress": "ingress", "k1s-ingress": "ingress", "traefik": "ingress", "local-storage": "local-storage", "helm-controller": "helm-controller", "dashboard": "dashboard", "k1s-dashboard": "dashboard"}
 
 // Disabled reports whether --disable names addon.
 func (s *Server) Disabled(addon string) bool {
@@ -261,7 +261,7 @@ func (s *Server) Validate() error {
 	}
 	for _, d := range s.Disable {
 		if _, ok := Addons[d]; !ok {
-			return fmt.Errorf("--disable %q: unknown add-on; k1s can disable coredns, servicelb, ingress, metrics-server, local-storage and helm-controller", d)
+			return fmt.Errorf("--disable %q: unknown add-on; k1s can disable coredns, servicelb, ingress, metrics-server, local-storage, helm-controller and dashboard", d)
 		}
 	}
 	if r := s.SystemDefaultRegistry; r != "" && (strings.Contains(r, "://") || strings.HasSuffix(r, "/") || strings.ContainsAny(r, " \t")) {

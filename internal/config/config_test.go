@@ -95,7 +95,7 @@ func TestValidateRejects(t *testing.T) {
 	}{
 		{"empty data dir", func(s *Server) { s.DataDir = "" }, []string{"--data-dir"}},
 		{"unknown flannel backend", func(s *Server) { s.FlannelBackend = "wireguard" }, []string{"--flannel-backend", `"wireguard"`, "vxlan, host-gw, none"}},
-		{"unknown add-on", func(s *Server) { s.Disable = []string{"coredns,dashboard"} }, []string{"--disable", `"dashboard"`, "coredns, servicelb, ingress, metrics-server, local-storage and helm-controller"}},
+		{"unknown add-on", func(s *Server) { s.Disable = []string{"coredns,grafana"} }, []string{"--disable", `"grafana"`, "coredns, servicelb, ingress, metrics-server, local-storage, helm-controller and dashboard"}},
 		{"storage root /", func(s *Server) { s.DefaultLocalStoragePath = "/" }, []string{"--default-local-storage-path", `"/"`}},
 		{"registry with scheme", func(s *Server) { s.SystemDefaultRegistry = "https://r.example" }, []string{"--system-default-registry", "without scheme"}},
 		{"registry with slash", func(s *Server) { s.SystemDefaultRegistry = "r.example/" }, []string{"--system-default-registry"}},

@@ -34,6 +34,10 @@ const LocalPathHelperTag = "v0.1.0"
 // together when internal/helmctl changes.
 const HelmControllerTag = "v0.1.0"
 
+// DashboardImageTag is the tag of the k1s-dashboard image (cmd/k1s-dashboard;
+// DASHBOARD_TAG in the Makefile); bump both together when it changes.
+const DashboardImageTag = "v0.1.0"
+
 // manifestVars fill the placeholders of the built-in add-ons.
 func (r *run) manifestVars() map[string]string {
 	reg := r.cfg.SystemDefaultRegistry
@@ -47,6 +51,7 @@ func (r *run) manifestVars() map[string]string {
 		"K1S_INGRESS_TAG":         IngressImageTag,
 		"METRICS_SERVER_TAG":      MetricsServerImageTag,
 		"HELM_CONTROLLER_TAG":     HelmControllerTag,
+		"K1S_DASHBOARD_TAG":       DashboardImageTag,
 		// metrics-server verifies the kubelets with it.
 		"KUBELET_SERVING_CA_B64": base64.StdEncoding.EncodeToString(r.pki.KubeletServingCA.CertPEM),
 	}
