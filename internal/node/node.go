@@ -158,6 +158,9 @@ func (n *Node) host(context.Context) error {
 	} else {
 		n.log.Warn("br_netfilter is not loaded (no /proc/sys/net/bridge): a Pod may not reach a Service backed by a Pod on the same node; run 'modprobe br_netfilter'")
 	}
+	if w := diskWarning(n.cfg.DataDir); w != "" {
+		n.log.Warn(w)
+	}
 	if err := n.registries(); err != nil {
 		return err
 	}
