@@ -163,7 +163,14 @@ func TestAgentCertificateRenewal(t *testing.T) {
 		}
 		return nil
 	})
-	mustContain(t, a.Log(), "certificate serving-kubelet renewed (expires in 9 days, from the server with its node certificate)", "agent log")
+	// The line follows the file write: poll, or a quick check misses it.
+	const line = "certificate serving-kubelet renewed (expires in 9 days, from the server with its node certificate)"
+	eventually(t, 30*time.Second, "the agent's log saying "+line, func() error {
+		if !strings.Contains(a.Log(), line) {
+			return fmt.Errorf("not in the agent's log yet")
+		}
+		return nil
+	})
 	eventually(t, 2*time.Minute, "the agent's kubelet serving the renewed certificate", func() error {
 		if got := servedCert(t, kubelet); !got.Equal(renewed) {
 			return fmt.Errorf("kubelet serves serial %v, want %v", got.SerialNumber, renewed.SerialNumber)
