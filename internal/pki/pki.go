@@ -167,6 +167,10 @@ func servingNames(cfg *config.Server) ([]string, []net.IP, error) {
 	if b := net.ParseIP(cfg.BindAddress); b != nil && !b.IsUnspecified() {
 		ips = append(ips, b)
 	}
+	// The node IP too: with several servers, clients may reach any of them by it.
+	if n := net.ParseIP(cfg.NodeIP); n != nil {
+		ips = append(ips, n)
+	}
 	for _, san := range cfg.TLSSANs {
 		if ip := net.ParseIP(san); ip != nil {
 			ips = append(ips, ip)

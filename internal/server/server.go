@@ -2,7 +2,9 @@
 // config.Server: it takes the data-dir lock, then runs the start-up
 // pipeline (datastore → PKI → apiserver → controllers → add-ons → the
 // server's own node → the periodic certificate renewal), reports readiness, and on a signal or a component's
-// failure stops every component in reverse start order.
+// failure stops every component in reverse start order. On an external
+// datastore the PKI's CAs and keys are shared with the other servers
+// through the datastore (package bootstrap), so they form one cluster.
 package server
 
 import (
@@ -187,7 +189,30 @@ func (r *run) datastore(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) certificates(context.Context) error {
+func (r *run) certificates(ctx context.Context) error {
+	if !r.sharedDatastore() {
+		return r.ensureCredentials()
+	}
+	cli, err := r.etcdClient(ctx)
+	if err != nil {
+		return fmt.Errorf("datastore %s: %w", r.store.Description, err)
+	}
+	defer cli.Close()
+	found, err := r.loadClusterSecrets(ctx, cli)
+	if err != nil {
+		return err
+	}
+	if err := r.ensureCredentials(); err != nil {
+		return err
+	}
+	if found {
+		return nil
+	}
+	return r.publishClusterSecrets(ctx, cli)
+}
+
+// ensureCredentials makes or renews the PKI and the encryption config.
+func (r *run) ensureCredentials() error {
 	res, err := pki.Ensure(r.cfg, time.Now())
 	if err != nil {
 		return err

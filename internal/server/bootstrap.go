@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/k1s-io/k1s/internal/bootstrap"
+	"github.com/k1s-io/k1s/internal/pki"
+)
+
+// sharedDatastore: other servers may use the same datastore, so the
+// cluster's CAs and keys go through it (package bootstrap).
+func (r *run) sharedDatastore() bool {
+	ep := r.cfg.Datastore.Endpoint
+	return ep != "" && !strings.HasPrefix(ep, "sqlite://")
+}
+
+// tokenSecret is the secret this server knows before its PKI exists: the
+// one given with --token, else the one of a previous start.
+func (r *run) tokenSecret() (string, error) {
+	given := r.cfg.Token
+	if given == "" {
+		data, err := os.ReadFile(r.cfg.TokenPath())
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		given = string(data)
+	}
+	t, err := pki.ParseToken(given)
+	if err != nil {
+		return "", fmt.Errorf("--token: %w", err)
+	}
+	return t.Secret, nil
+}
+
+// etcdClient talks to the datastore's etcd API (kine's socket, or the
+// external etcd with the datastore's TLS files).
+func (r *run) etcdClient(ctx context.Context) (*clientv3.Client, error) {
+	cc := clientv3.Config{Endpoints: r.store.Endpoints, DialTimeout: 10 * time.Second, Context: ctx}
+	if r.store.CertFile != "" || r.store.CAFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if r.store.CAFile != "" {
+			ca, err := os.ReadFile(r.store.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			tc.RootCAs = x509.NewCertPool()
+			tc.RootCAs.AppendCertsFromPEM(ca)
+		}
+		if r.store.CertFile != "" {
+			c, err := tls.LoadX509KeyPair(r.store.CertFile, r.store.KeyFile)
+			if err != nil {
+				return nil, err
+			}
+			tc.Certificates = []tls.Certificate{c}
+		}
+		cc.TLS = tc
+	}
+	return clientv3.New(cc)
+}
+
+// loadClusterSecrets runs before the PKI is made: if another server
+// published the cluster's bundle, its files are written here so that
+// pki.Ensure finds them instead of creating a cluster of its own. It
+// writes nothing when the bundle does not open with this server's token.
+func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found bool, err error) {
+	sealed, found, err := bootstrap.Get(ctx, kv)
+	if err != nil || !found {
+		return false, err
+	}
+	secret, err := r.tokenSecret()
+	if err != nil {
+		return true, err
+	}
+	if secret == "" {
+		return true, fmt.Errorf("the datastore %s already holds a k1s cluster: start this server with that cluster's --token (the first server's <data-dir>/server/token), or use another datastore", r.store.Description)
+	}
+	return true, r.applyBundle(sealed, secret)
+}
+
+func (r *run) applyBundle(sealed []byte, secret string) error {
+	start := time.Now()
+	b, err := bootstrap.Open(secret, sealed)
+	if err != nil {
+		return fmt.Errorf("datastore %s: %w", r.store.Description, err)
+	}
+	dir := r.cfg.ServerDir()
+	if err := b.Check(dir); err != nil {
+		return err
+	}
+	written, kept, err := b.Write(dir)
+	if err != nil {
+		return err
+	}
+	for _, k := range kept {
+		r.log.Warnf("%s differs from the cluster's bootstrap bundle in the datastore; keeping this server's copy (bundle updates are not propagated: copy the file to every server)", k)
+	}
+	r.log.Infof("loaded the cluster's CAs and keys from the datastore in %s (%d files written)", time.Since(start).Round(time.Millisecond), len(written))
+	return nil
+}
+
+// publishClusterSecrets stores this server's shared files as the
+// cluster's bundle unless another server was first; then that server's
+// files are taken and the PKI made again over them.
+func (r *run) publishClusterSecrets(ctx context.Context, kv clientv3.KV) error {
+	b, err := bootstrap.Collect(r.cfg.ServerDir())
+	if err != nil {
+		return err
+	}
+	t, err := pki.ParseToken(r.pki.Token)
+	if err != nil {
+		return err
+	}
+	sealed, err := bootstrap.Seal(t.Secret, b)
+	if err != nil {
+		return err
+	}
+	stored, won, err := bootstrap.Publish(ctx, kv, sealed)
+	if err != nil {
+		return err
+	}
+	if won {
+		r.log.Infof("stored the cluster's CAs and keys in the datastore under %s, encrypted with the token", bootstrap.Key)
+		return nil
+	}
+	// Another server started at the same moment and won: its CAs replace
+	// the ones made here, which no one has used yet.
+	r.log.Info("another server stored the cluster's CAs and keys first: using them")
+	for _, f := range bootstrap.Files {
+		if err := os.Remove(filepath.Join(r.cfg.ServerDir(), f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := r.applyBundle(stored, t.Secret); err != nil {
+		return err
+	}
+	return r.ensureCredentials()
+}
