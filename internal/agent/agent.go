@@ -1,5 +1,7 @@
 // Package agent runs `k1s agent` from a complete, validated config.Agent:
-// it joins a k1s server (see package join) in a step of its own, which
+// it starts the apiserver load balancer (package apilb) that the join and
+// every client of the node go through, and keeps its list of servers in
+// line with the `kubernetes` endpoints; it joins a k1s server (see package join) in a step of its own, which
 // gives it the node's certificates and the cluster's settings, and then
 // runs a node (package node) built from both. Nothing changes the config
 // after the join.
@@ -16,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/k1s-io/k1s/internal/apilb"
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/executor"
@@ -70,6 +73,7 @@ type agent struct {
 	client *join.Client
 
 	joined *join.Response // set by the join step
+	lb     *apilb.LB      // set by the apiserver-lb step, nil when off
 }
 
 func newAgent(cfg *config.Agent, log logrus.FieldLogger, exec executor.Executor, client *join.Client) *agent {
@@ -79,19 +83,36 @@ func newAgent(cfg *config.Agent, log logrus.FieldLogger, exec executor.Executor,
 // steps: join, then the node built from this agent's options and the
 // cluster settings the server sent.
 func (a *agent) steps() []pipeline.Step {
-	return []pipeline.Step{
+	var steps []pipeline.Step
+	if a.cfg.APIServerLBPort != 0 {
+		steps = append(steps, pipeline.Step{Name: "apiserver-lb", Run: a.startLB})
+	}
+	return append(steps, []pipeline.Step{
 		{Name: "join", Run: a.join},
 		{Name: "node", Run: func(ctx context.Context) error {
-			if err := pipeline.Run(ctx, a.log, node.New(a.node(), a.credentials, a.exec, a.sup, a.log).Steps()); err != nil {
+			nc := a.node()
+			if err := pipeline.Run(ctx, a.log, node.New(nc, a.credentials, a.exec, a.sup, a.log).Steps()); err != nil {
 				return err
+			}
+			if a.lb != nil {
+				if err := a.followServers(nc); err != nil {
+					return err
+				}
 			}
 			return a.startRenewal()
 		}},
-	}
+	}...)
 }
 
-// node is the agent's complete node config (valid after the join step).
-func (a *agent) node() config.Node { return a.cfg.Node(a.joined.Cluster) }
+// node is the agent's complete node config (valid after the join step):
+// its clients reach the apiserver through the load balancer when it runs.
+func (a *agent) node() config.Node {
+	nc := a.cfg.Node(a.joined.Cluster)
+	if a.lb != nil {
+		nc.APIServerURL = a.lb.URL()
+	}
+	return nc
+}
 
 // serve runs steps, then waits for ctx or a component's failure; the
 // supervisor stops the node's components in reverse start order.
@@ -137,7 +158,7 @@ func (a *agent) join(ctx context.Context) error {
 				return fmt.Errorf("server %s sent cluster settings k1s cannot use: %w", a.client.URL, err)
 			}
 			a.joined = resp
-			a.log.Infof("joined %s as node %s (%s) with %s", a.client.URL, a.cfg.NodeName, a.cfg.NodeIP, how)
+			a.log.Infof("joined %s as node %s (%s) with %s", a.cfg.ServerURL, a.cfg.NodeName, a.cfg.NodeIP, how)
 			return nil
 		}
 		if join.IsPermanent(err) {

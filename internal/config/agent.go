@@ -23,6 +23,9 @@ type Agent struct {
 	// InsecureSkipCACheck allows a bare token secret, which pins no CA: the
 	// agent then trusts whichever server answers first.
 	InsecureSkipCACheck bool
+	// APIServerLBPort is the loopback port of the agent's apiserver load
+	// balancer (package apilb); 0 turns it off (clients use ServerURL).
+	APIServerLBPort int
 
 	Debug bool
 
@@ -70,6 +73,9 @@ func (a *Agent) Validate() error {
 	}
 	if a.Token == "" {
 		return fmt.Errorf("--token is required: the join token from the server's <data-dir>/server/token (or K1S_TOKEN, or --token-file)")
+	}
+	if a.APIServerLBPort < 0 || a.APIServerLBPort > 65535 {
+		return fmt.Errorf("invalid --apiserver-lb-port %d: want a free TCP port 1-65535, or 0 to reach --server directly without the load balancer", a.APIServerLBPort)
 	}
 	if err := validateDirs(a.DataDir, a.RunDir); err != nil {
 		return err
