@@ -138,16 +138,20 @@ var ErrWrongToken = errors.New("the datastore belongs to a cluster with a differ
 
 // envelope is the stored form: versioned, self-describing KDF parameters.
 type envelope struct {
-	Format     string `json:"format"`
-	Version    int    `json:"version"`
-	KDF        string `json:"kdf"`
-	Time       uint32 `json:"time"`
-	MemoryKiB  uint32 `json:"memoryKiB"`
-	Threads    uint8  `json:"threads"`
-	Salt       []byte `json:"salt"`
-	Cipher     string `json:"cipher"`
-	Nonce      []byte `json:"nonce"`
-	Ciphertext []byte `json:"ciphertext"`
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	// ServerCAHash is the SHA-256 of the server CA certificate, in the
+	// clear as in every join token: a member whose token changed can tell
+	// its own cluster's bundle without opening it.
+	ServerCAHash string `json:"serverCAHash"`
+	KDF          string `json:"kdf"`
+	Time         uint32 `json:"time"`
+	MemoryKiB    uint32 `json:"memoryKiB"`
+	Threads      uint8  `json:"threads"`
+	Salt         []byte `json:"salt"`
+	Cipher       string `json:"cipher"`
+	Nonce        []byte `json:"nonce"`
+	Ciphertext   []byte `json:"ciphertext"`
 }
 
 const (
@@ -169,8 +173,26 @@ func tokenHash(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// aad binds the ciphertext to this format and version.
-func aad(e *envelope) []byte { return fmt.Appendf(nil, "%s/v%d/%s", e.Format, e.Version, e.Cipher) }
+// aad binds the ciphertext to this format, version and CA hash.
+func aad(e *envelope) []byte {
+	return fmt.Appendf(nil, "%s/v%d/%s/%s", e.Format, e.Version, e.Cipher, e.ServerCAHash)
+}
+
+// ServerCAHash is the SHA-256 (hex) of a server CA certificate PEM.
+func ServerCAHash(pem []byte) string {
+	sum := sha256.Sum256(pem)
+	return hex.EncodeToString(sum[:])
+}
+
+// SealedServerCAHash reads the server CA hash of a sealed bundle without
+// opening it. It is not authenticated until Open succeeds.
+func SealedServerCAHash(data []byte) string {
+	var e envelope
+	if json.Unmarshal(data, &e) != nil {
+		return ""
+	}
+	return e.ServerCAHash
+}
 
 func deriveAEAD(secret string, e *envelope) (cipher.AEAD, error) {
 	key := argon2.IDKey([]byte(secret), e.Salt, e.Time, e.MemoryKiB, e.Threads, 32)
@@ -192,7 +214,7 @@ func Seal(secret string, b *Bundle) ([]byte, error) {
 		return nil, err
 	}
 	e := &envelope{Format: format, Version: version, KDF: "argon2id", Time: kdfTime, MemoryKiB: kdfMemory,
-		Threads: kdfThreads, Salt: make([]byte, 16), Cipher: "aes-256-gcm"}
+		Threads: kdfThreads, Salt: make([]byte, 16), Cipher: "aes-256-gcm", ServerCAHash: ServerCAHash(b.Files["tls/server-ca.crt"])}
 	if _, err := rand.Read(e.Salt); err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func TestWrongTokenAndTampering(t *testing.T) {
 		t.Errorf("error does not name the problem and the fix: %v", ErrWrongToken)
 	}
 	// Flip one bit of the ciphertext, then of the salt: both are refused.
-	for _, field := range []string{"ciphertext", "salt", "nonce"} {
+	for _, field := range []string{"ciphertext", "salt", "nonce", "ca hash"} {
 		e := decode(t, sealed)
 		switch field {
 		case "ciphertext":
@@ -125,10 +125,15 @@ func TestWrongTokenAndTampering(t *testing.T) {
 			e.Salt[0] ^= 1
 		case "nonce":
 			e.Nonce[0] ^= 1
+		case "ca hash":
+			e.ServerCAHash = ServerCAHash([]byte("another CA"))
 		}
 		if _, err := Open(secret, encode(t, e)); !errors.Is(err, ErrWrongToken) {
 			t.Errorf("Open with altered %s: %v, want ErrWrongToken", field, err)
 		}
+	}
+	if got, want := SealedServerCAHash(sealed), ServerCAHash(b.Files["tls/server-ca.crt"]); got != want || got == "" {
+		t.Errorf("SealedServerCAHash = %q, want %q", got, want)
 	}
 	// Another version is named, not misread.
 	e := decode(t, sealed)

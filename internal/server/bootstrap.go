@@ -88,7 +88,23 @@ func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found boo
 	if secret == "" {
 		return true, fmt.Errorf("the datastore %s already holds a k1s cluster: start this server with that cluster's --token (the first server's <data-dir>/server/token), or use another datastore", r.store.Description)
 	}
-	return true, r.applyBundle(sealed, secret)
+	err = r.applyBundle(sealed, secret)
+	if own := r.ownCAHash(); errors.Is(err, bootstrap.ErrWrongToken) && own != "" && own == bootstrap.SealedServerCAHash(sealed) {
+		// A member restarting after `k1s token rotate`: it needs nothing
+		// from the bundle, and its CAs are what the cluster was made with.
+		r.log.Warnf("the cluster's bootstrap bundle in the datastore does not open with this server's token (rotated with `k1s token rotate`?); using this server's own CAs and keys. New servers must be started with the token the bundle was sealed with")
+		return true, nil
+	}
+	return true, err
+}
+
+// ownCAHash is the hash of this data dir's server CA, "" if it has none.
+func (r *run) ownCAHash() string {
+	pem, err := os.ReadFile(filepath.Join(r.cfg.TLSDir(), "server-ca.crt"))
+	if err != nil {
+		return ""
+	}
+	return bootstrap.ServerCAHash(pem)
 }
 
 func (r *run) applyBundle(sealed []byte, secret string) error {
