@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"golang.org/x/crypto/argon2"
 
@@ -97,8 +98,8 @@ func (b *Bundle) Check(serverDir string) error {
 	return nil
 }
 
-// Write puts the bundle's files that serverDir lacks into it (0600, each
-// atomically) and returns their paths. Files the server already has stay:
+// Write puts the bundle's files that serverDir lacks into it (each
+// atomically; keys 0600, certificates 0644) and returns their paths. Files the server already has stay:
 // they may be newer than the bundle (a key rotated on this server).
 func (b *Bundle) Write(serverDir string) (written, kept []string, err error) {
 	for f := range b.Files {
@@ -125,7 +126,11 @@ func (b *Bundle) Write(serverDir string) (written, kept []string, err error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return written, kept, err
 		}
-		if err := atomicfile.Write(path, data, 0o600); err != nil {
+		mode := os.FileMode(0o600)
+		if strings.HasSuffix(f, ".crt") {
+			mode = 0o644 // certificates are public, as package pki writes them
+		}
+		if err := atomicfile.Write(path, data, mode); err != nil {
 			return written, kept, err
 		}
 		written = append(written, path)
