@@ -53,6 +53,7 @@ func TestAgentRejects(t *testing.T) {
 		{"empty data dir", func(a *Agent) { a.DataDir = "" }, "--data-dir"},
 		{"bad node ip", func(a *Agent) { a.NodeIP = "nope" }, "invalid --node-ip"},
 		{"bad kubelet arg", func(a *Agent) { a.KubeletArgs = []string{"x"} }, "invalid --kubelet-arg"},
+		{"lb port", func(a *Agent) { a.APIServerLBPort = 70000 }, "invalid --apiserver-lb-port 70000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := validAgent(t)
