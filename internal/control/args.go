@@ -125,7 +125,7 @@ func SchedulerArgs(cfg *config.Server, f pki.Files) []string {
 		"authorization-kubeconfig":  f.SchedulerKubeconfig(),
 		"bind-address":              "127.0.0.1",
 		"secure-port":               strconv.Itoa(cfg.SchedulerPort),
-		"leader-elect":              leaderElect(cfg),
+		"leader-elect":              "false",
 		"profiling":                 "false",
 	}, cfg.ExtraSchedulerArgs)
 }
@@ -138,7 +138,7 @@ func ControllerManagerArgs(cfg *config.Server, f pki.Files) []string {
 		"authorization-kubeconfig":        f.ControllerKubeconfig(),
 		"bind-address":                    "127.0.0.1",
 		"secure-port":                     strconv.Itoa(cfg.ControllerPort),
-		"leader-elect":                    leaderElect(cfg),
+		"leader-elect":                    "false",
 		"profiling":                       "false",
 		"controllers":                     "*,tokencleaner", // upstream's defaults and the expired bootstrap-token cleaner
 		"use-service-account-credentials": "true",
@@ -163,14 +163,6 @@ func ControllerManagerArgs(cfg *config.Server, f pki.Files) []string {
 		"cluster-signing-legacy-unknown-cert-file":        f.ServerCA(),
 		"cluster-signing-legacy-unknown-key-file":         f.ServerCAKey(),
 	}, cfg.ExtraControllerManagerArgs)
-}
-
-// leaderElect: on an external datastore other servers may run the same
-// controllers, so only the lease holder's act; alone on SQLite, the lease
-// would be writes for nothing.
-func leaderElect(cfg *config.Server) string {
-	ep := cfg.Datastore.Endpoint
-	return strconv.FormatBool(ep != "" && !strings.HasPrefix(ep, "sqlite://"))
 }
 
 func bindOrAll(addr string) string {

@@ -119,22 +119,3 @@ func TestSecurityListsMergeWithK1s(t *testing.T) {
 		})
 	}
 }
-
-// Servers sharing an external datastore elect one scheduler and one
-// controller-manager; alone on SQLite there is no election.
-func TestLeaderElectionOnlyOnSharedDatastore(t *testing.T) {
-	for ep, want := range map[string]string{
-		"":                               "false",
-		"sqlite:///var/lib/k1s/state.db": "false",
-		"postgres://u@db:5432/k1s":       "true",
-		"mysql://u@tcp(db:3306)/k1s":     "true",
-	} {
-		cfg := &config.Server{}
-		cfg.Datastore.Endpoint = ep
-		for name, args := range map[string][]string{"scheduler": SchedulerArgs(cfg, pki.Files{}), "controller-manager": ControllerManagerArgs(cfg, pki.Files{})} {
-			if got, _ := flagValue(args, "leader-elect"); got != want {
-				t.Errorf("%s on %q: --leader-elect=%s, want %s", name, ep, got, want)
-			}
-		}
-	}
-}
