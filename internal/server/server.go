@@ -285,6 +285,9 @@ func (r *run) claimOwnName(ctx context.Context) error {
 func (r *run) controllers(ctx context.Context) error {
 	sched := control.SchedulerArgs(r.cfg, r.pki.Files)
 	cm := control.ControllerManagerArgs(r.cfg, r.pki.Files)
+	if r.sharedDatastore() {
+		return r.electedControllers(sched, cm)
+	}
 	r.sup.Go("kube-scheduler", stopController, func(ctx context.Context) error { return r.exec.Scheduler(ctx, sched) })
 	r.sup.Go("kube-controller-manager", stopController, func(ctx context.Context) error { return r.exec.ControllerManager(ctx, cm) })
 	for _, c := range []struct {
