@@ -42,6 +42,30 @@ func newHAServer(t *testing.T, h *harness.NetHost, dsn string, port int, extra .
 	return s
 }
 
+// keepLogsOnFailure copies the servers' logs out of the test's temp dirs
+// when the test fails, for a post-mortem: an apiserver's fatal error is
+// followed by every goroutine's stack, far beyond any tail.
+func keepLogsOnFailure(t *testing.T, servers ...*harness.Server) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir, err := os.MkdirTemp("", "k1s-ha-logs-")
+		if err != nil {
+			return
+		}
+		for i, s := range servers {
+			logs, _ := filepath.Glob(filepath.Join(s.Dir, "k1s-*.log"))
+			for _, l := range logs {
+				if data, err := os.ReadFile(l); err == nil {
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(l))), data, 0o600)
+				}
+			}
+		}
+		t.Logf("server logs kept in %s", dir)
+	})
+}
+
 // kubectlVia runs kubectl with kc's credentials against server s.
 func kubectlVia(kc string, s *harness.Server, args ...string) (string, error) {
 	return harness.Kubectl(kc, append([]string{"--server", "https://" + s.Addr(), "--request-timeout=10s"}, args...)...)
@@ -82,6 +106,7 @@ func TestHAExternalDatastore(t *testing.T) {
 
 	// The second server, given the token, joins: same CAs, no new cluster.
 	b := newHAServer(t, hb, dsn, a.Port, "--token", token)
+	keepLogsOnFailure(t, a, b)
 	joinStart := time.Now()
 	startExisting(t, b)
 	if err := b.WaitLog("k1s is ready", 2*time.Minute); err != nil {
