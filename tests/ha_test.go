@@ -103,6 +103,16 @@ func TestHAExternalDatastore(t *testing.T) {
 	}
 	token := strings.TrimSpace(string(tokenB))
 	kc := a.Kubeconfig // the admin kubeconfig of server A, used against both
+	// A's controller-manager runs once it holds the controllers lease
+	// (after "k1s is ready"); its start-up burst is done when the default
+	// ServiceAccount exists. B starts after that, as an operator would.
+	if err := a.WaitLog("this server holds the controllers lease", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "A's controller-manager made the default ServiceAccount", func() error {
+		_, err := kubectlVia(kc, a, "get", "serviceaccount", "default", "-n", "default")
+		return err
+	})
 
 	// The second server, given the token, joins: same CAs, no new cluster.
 	b := newHAServer(t, hb, dsn, a.Port, "--token", token)
