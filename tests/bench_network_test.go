@@ -17,7 +17,7 @@ import (
 
 // BenchmarkNetwork measures (run by `make bench`, which appends the
 // results to docs/benchmarks.md through K1S_BENCH_REPORT):
-//   - a node with every add-on running (CoreDNS, k1s-ingress, servicelb):
+//   - a node with every default add-on (it waits for CoreDNS and k1s-ingress):
 //     RSS and CPU of its processes and its Pods' processes, idle;
 //   - Pod-to-Pod TCP throughput between two nodes with vxlan and host-gw,
 //     against host-to-host throughput over the same veths.
@@ -28,7 +28,7 @@ func BenchmarkNetwork(b *testing.B) {
 		rss, cpu, procs := addonsIdle(b, 60*time.Second, 60*time.Second)
 		b.ReportMetric(rss, "MB-RSS")
 		b.ReportMetric(cpu, "%CPU")
-		fmt.Fprintf(&report, "Idle node with CoreDNS, k1s-ingress and servicelb running (one `k1s server` in a network namespace, the add-on bundle imported; after the add-on Pods are Ready, 60 s settle, 60 s window): "+
+		fmt.Fprintf(&report, "Idle node with every default add-on (one `k1s server` in a network namespace, the add-on bundle imported; after the CoreDNS and k1s-ingress Pods are Ready, 60 s settle, 60 s window): "+
 			"**RSS %.0f MB** (sum over %d processes: k1s, containerd, shims and the add-on containers), **CPU %.2f %%** of one core.\n\n", rss, procs, cpu)
 	})
 	fmt.Fprintf(&report, "| backend | host → host over the veths (Mbit/s) | Pod → Pod across nodes (Mbit/s) | ratio |\n|---|---|---|---|\n")
