@@ -256,7 +256,7 @@ test-all: deps build images unit e2e-all
 bench: build images
 	$(GO) run ./tests/bench -bin $(CURDIR)/bin/k1s -out docs/benchmarks.md
 	cd tests && K1S_BIN=$(CURDIR)/bin/k1s K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md \
-		$(GO) test -count=1 -run '^$$' -bench 'BenchmarkNetwork|BenchmarkDatastoreChurn|BenchmarkHundredPods' -benchtime 1x -timeout 45m .
+		$(GO) test -count=1 -run '^$$' -bench 'BenchmarkNetwork|BenchmarkDatastoreChurn|BenchmarkHundredPods|BenchmarkAddonCost' -benchtime 1x -timeout 45m .
 	$(MAKE) --no-print-directory release-amd64
 	K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md $(MAKE) --no-print-directory bench-release
 
