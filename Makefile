@@ -9,7 +9,10 @@ VERSION       ?= $(shell git describe --tags --match "v*" --dirty 2>/dev/null ||
 COMMIT        ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 BUILD_DATE    ?= $(shell git log -1 --format=%cd --date=format:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo 1970-01-01T00:00:00Z)
 # providerless drops in-tree cloud providers and their volume plugins.
-TAGS          := providerless no_btrfs no_zfs no_devmapper
+# kustomize_disable_go_plugin_support keeps package plugin (kubectl's
+# kustomize loads Go plugins with it) out: with cgo it makes the linker
+# export every symbol and keep every method (52 MB of bin/k1s).
+TAGS          := providerless no_btrfs no_zfs no_devmapper kustomize_disable_go_plugin_support
 KV            := k8s.io/component-base/version
 LDFLAGS       := -s -w \
 	-X github.com/k1s-io/k1s/internal/version.Version=$(VERSION) \
@@ -243,11 +246,13 @@ e2e-all: build images
 # embedded helpers exist) with the linker's dependency dump, and fails when
 # a function that looks methods up by a computed name (which turns off the
 # pruning of unused methods for the whole binary) is reachable and not in
-# scripts/dce-allowlist.txt, or a listed one no longer is (cmd/dcecheck).
+# scripts/dce-allowlist.txt, or a listed one no longer is, or when package
+# plugin is imported (cmd/dcecheck).
 DCE_ALLOW := scripts/dce-allowlist.txt
 dce-check: build
+	$(GOTARGET) $(GO) list -deps -tags "$(TAGS)" -f '{{.ImportPath}}{{range .Imports}} {{.}}{{end}}' . > bin/dce-imports.txt
 	$(GOTARGET) $(GO) build -trimpath -tags "$(TAGS)" -ldflags "$(LDFLAGS) -dumpdep" -o /dev/null . 2>&1 | \
-		$(GO) run ./cmd/dcecheck -allow $(DCE_ALLOW)
+		$(GO) run ./cmd/dcecheck -allow $(DCE_ALLOW) -imports bin/dce-imports.txt
 
 test: deps build images unit dce-check e2e
 

@@ -7,13 +7,19 @@
 // function makes the linker keep every exported method of every reachable
 // type. Each is printed with the chain of callers that reached it.
 //
+// With -imports FILE (`go list -deps -f '{{.ImportPath}}{{range .Imports}}
+// {{.}}{{end}}'` of the program) it also fails when the program imports
+// package plugin: with cgo, the linker then treats the program as
+// dynamically linked Go, keeps every method, exported or not, and exports
+// every symbol in the dynamic symbol table; -dumpdep does not show that.
+//
 // With -allow FILE (function names, one a line, # comments) the functions
 // listed there are tolerated, so that a program whose pruning is still off
 // cannot get new blockers; a listed function that is no longer reachable
 // is an error too, so the list only shrinks. With an empty list, or none,
 // any such function fails the check.
 //
-// Usage: go build -ldflags=-dumpdep -o /dev/null . 2>&1 | dcecheck [-allow FILE]
+// Usage: go build -ldflags=-dumpdep -o /dev/null . 2>&1 | dcecheck [-allow FILE] [-imports FILE]
 package main
 
 import (
@@ -31,7 +37,17 @@ const marker = "<ReflectMethod>"
 func main() {
 	allowFile := flag.String("allow", "", "file of <ReflectMethod> functions still tolerated (one a line, # comments)")
 	maxDepth := flag.Int("depth", 40, "longest chain to print per function")
+	importsFile := flag.String("imports", "", "`go list -deps` output (import path, then its imports, per line) to check for package plugin")
 	flag.Parse()
+	pluginMsg := ""
+	if *importsFile != "" {
+		b, err := os.ReadFile(*importsFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dcecheck:", err)
+			os.Exit(2)
+		}
+		pluginMsg = pluginPath(string(b))
+	}
 	var allow []string
 	if *allowFile != "" {
 		b, err := os.ReadFile(*allowFile)
@@ -47,6 +63,9 @@ func main() {
 		os.Exit(2)
 	}
 	msg, ok := g.verdict(allow, *allowFile, *maxDepth)
+	if pluginMsg != "" {
+		msg, ok = pluginMsg+msg, false
+	}
 	if !ok {
 		fmt.Fprint(os.Stderr, msg)
 		os.Exit(1)
@@ -191,4 +210,44 @@ func parseAllow(s string) []string {
 		}
 	}
 	return out
+}
+
+// pluginPath returns a failure report if the import graph (go list -deps
+// lines: a package, then what it imports) holds package plugin, with the
+// shortest chain of imports from the main package (the last line) to it.
+func pluginPath(list string) string {
+	imports := map[string][]string{}
+	var root string
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		root = f[0]
+		imports[f[0]] = f[1:]
+	}
+	if _, ok := imports["plugin"]; !ok {
+		return ""
+	}
+	from := map[string]string{root: ""}
+	queue := []string{root}
+	for len(queue) > 0 && from["plugin"] == "" {
+		p := queue[0]
+		queue = queue[1:]
+		for _, q := range imports[p] {
+			if _, seen := from[q]; !seen {
+				from[q] = p
+				queue = append(queue, q)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "dcecheck: FAIL: package plugin is linked. With cgo the linker then treats the program as dynamically linked:\n")
+	fmt.Fprintf(&b, "it keeps every method of every reachable type, exported or not, and writes every symbol into the dynamic symbol table.\n")
+	fmt.Fprintf(&b, "Drop the import (kustomize's Go plugin loader: build tag kustomize_disable_go_plugin_support). Imported through:\n")
+	fmt.Fprintf(&b, "plugin\n")
+	for p := from["plugin"]; p != ""; p = from[p] {
+		fmt.Fprintf(&b, "    <- %s\n", p)
+	}
+	return b.String() + "\n"
 }

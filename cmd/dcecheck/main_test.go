@@ -91,3 +91,18 @@ func TestParseAllow(t *testing.T) {
 		t.Errorf("parseAllow = %q", got)
 	}
 }
+
+func TestPluginImportFails(t *testing.T) {
+	list := "plugin C\n" +
+		"example.com/loader plugin fmt\n" +
+		"example.com/cli example.com/loader\n" +
+		"example.com/prog example.com/cli fmt\n"
+	msg := pluginPath(list)
+	want := "plugin\n    <- example.com/loader\n    <- example.com/cli\n    <- example.com/prog\n"
+	if !strings.Contains(msg, "package plugin is linked") || !strings.Contains(msg, want) {
+		t.Errorf("report lacks the import chain\n%s\ngot:\n%s", want, msg)
+	}
+	if msg := pluginPath("fmt\nexample.com/prog fmt\n"); msg != "" {
+		t.Errorf("no plugin import, but: %s", msg)
+	}
+}
