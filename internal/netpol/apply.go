@@ -29,6 +29,7 @@ const hookComment = "k1s NetworkPolicy enforcement"
 type Applier struct {
 	ipt     *iptables.IPTables
 	restore string          // iptables-restore of the same iptables
+	save    string          // and its iptables-save
 	nl      *netlink.Handle // ipsets
 	sets    map[string]int  // k1s-np-* sets that exist, with their size
 	last    string          // the last iptables-restore input applied
@@ -46,14 +47,17 @@ func NewApplier() (*Applier, error) {
 		return nil, err
 	}
 	restore := filepath.Join(filepath.Dir(path), "iptables-restore")
-	if _, err := exec.LookPath(restore); err != nil {
-		return nil, fmt.Errorf("network policies need iptables-restore next to %s: %w", path, err)
+	save := filepath.Join(filepath.Dir(path), "iptables-save")
+	for _, p := range []string{restore, save} {
+		if _, err := exec.LookPath(p); err != nil {
+			return nil, fmt.Errorf("network policies need %s next to %s: %w", filepath.Base(p), path, err)
+		}
 	}
 	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	return &Applier{ipt: ipt, restore: restore, nl: h}, nil
+	return &Applier{ipt: ipt, restore: restore, save: save, nl: h}, nil
 }
 
 // Close releases the netlink socket.
@@ -67,7 +71,9 @@ func (a *Applier) Apply(p Plan) error {
 	if err := a.ensureSets(p.Sets); err != nil {
 		return err
 	}
-	existing, err := a.ipt.ListChains("filter")
+	// One iptables-save gives the chains and the hooks: the resync every
+	// 30 s costs one process when nothing changed.
+	existing, rules, err := a.filterTable()
 	if err != nil {
 		return err
 	}
@@ -81,11 +87,33 @@ func (a *Applier) Apply(p Plan) error {
 		a.last = in
 	}
 	for _, h := range hooks {
-		if err := a.ensureFirst(h.builtin, h.chain); err != nil {
+		if err := a.ensureFirst(h.builtin, h.chain, rules[h.builtin]); err != nil {
 			return err
 		}
 	}
 	return a.pruneSets(p.Sets)
+}
+
+// filterTable reads the filter table: its chains, and the rules ("-A ...")
+// of each.
+func (a *Applier) filterTable() ([]string, map[string][]string, error) {
+	out, err := exec.Command(a.save, "-t", "filter").Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("iptables-save: %w", err)
+	}
+	var chains []string
+	rules := map[string][]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(l, ":"):
+			chains = append(chains, strings.Fields(l[1:])[0])
+		case strings.HasPrefix(l, "-A "):
+			if f := strings.Fields(l); len(f) > 1 {
+				rules[f[1]] = append(rules[f[1]], l)
+			}
+		}
+	}
+	return chains, rules, nil
 }
 
 // render writes the plan as iptables-restore input for the filter table:
@@ -150,11 +178,7 @@ func word(s string) string {
 // ensureFirst makes "-j chain" the first rule of builtin, exactly once. A
 // new jump is inserted before the old one is removed, so traffic never
 // passes without it.
-func (a *Applier) ensureFirst(builtin, chain string) error {
-	rules, err := a.listRules(builtin)
-	if err != nil {
-		return err
-	}
+func (a *Applier) ensureFirst(builtin, chain string, rules []string) error {
 	pos := jumps(rules, chain)
 	if len(pos) == 1 && pos[0] == 1 {
 		return nil
@@ -163,7 +187,8 @@ func (a *Applier) ensureFirst(builtin, chain string) error {
 		if err := a.ipt.Insert("filter", builtin, 1, "-m", "comment", "--comment", hookComment, "-j", chain); err != nil {
 			return err
 		}
-		if rules, err = a.listRules(builtin); err != nil {
+		rules, err := a.listRules(builtin)
+		if err != nil {
 			return err
 		}
 		pos = jumps(rules, chain)
