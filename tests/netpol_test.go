@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -71,7 +72,8 @@ spec:
 // enforced across nodes and on one node: default-deny, allows by Pod
 // label, namespace label and ipBlock with except, named ports, egress
 // default-deny of DNS and its allow, a Warning event for what k1s cannot
-// enforce, and traffic back once the policies are gone.
+// enforce, traffic back once the policies are gone, and an agent restarted
+// with --disable-network-policy without its rules.
 func TestNetworkPolicy(t *testing.T) {
 	c := startCluster(t, "vxlan")
 	s := c.s
@@ -115,18 +117,36 @@ func TestNetworkPolicy(t *testing.T) {
 		t.Helper()
 		eventually(t, time.Minute, what+" passes", func() error { return get(ns, pod, u) })
 	}
-	// blocked waits until a request fails (netcheck gives up after 5 s),
-	// then checks that a second one fails too.
-	blocked := func(t *testing.T, what, ns, pod, u string) {
+	// blocked waits until each request fails (netcheck gives up after
+	// 5 s), then checks that a second one fails too; the probes run at
+	// once, since each blocked one costs its timeout.
+	type probe struct{ what, ns, pod, u string }
+	blocked := func(t *testing.T, probes ...probe) {
 		t.Helper()
-		eventually(t, time.Minute, what+" is blocked", func() error {
-			if get(ns, pod, u) == nil {
-				return fmt.Errorf("%s still answers", u)
+		errs := make([]error, len(probes))
+		var wg sync.WaitGroup
+		for i, p := range probes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				deadline := time.Now().Add(time.Minute)
+				for get(p.ns, p.pod, p.u) == nil {
+					if time.Now().After(deadline) {
+						errs[i] = fmt.Errorf("%s is not blocked within a minute: %s still answers", p.what, p.u)
+						return
+					}
+					time.Sleep(250 * time.Millisecond)
+				}
+				if get(p.ns, p.pod, p.u) == nil {
+					errs[i] = fmt.Errorf("%s: blocked once, then passed", p.what)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Error(err)
 			}
-			return nil
-		})
-		if err := get(ns, pod, u); err == nil {
-			t.Errorf("%s: blocked once, then passed", what)
 		}
 	}
 	lookup := func(pod string) error {
@@ -153,9 +173,11 @@ kind: NetworkPolicy
 metadata: {name: deny, namespace: np-a}
 spec: {podSelector: {}}
 `)
-		blocked(t, "across nodes (a2 → a3)", "np-a", "cli2", url)
-		blocked(t, "on one node (a3 → a3)", "np-a", "cli3", url)
-		blocked(t, "from another namespace (s1 → a3)", "np-b", "friend", url)
+		blocked(t,
+			probe{"across nodes (a2 → a3)", "np-a", "cli2", url},
+			probe{"on one node (a3 → a3)", "np-a", "cli3", url},
+			probe{"from another namespace (s1 → a3)", "np-b", "friend", url},
+		)
 		// Egress is not isolated: cli2 still resolves names.
 		if err := lookup("cli2"); err != nil {
 			t.Errorf("ingress deny broke DNS: %v", err)
@@ -175,9 +197,11 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {role: client}}}], ports: [{port: http}]}]
 `)
 		reaches(t, "role=client on a2 → srv3:http", "np-a", "cli2", url)
-		blocked(t, "role=client on a2 → srv3:8081 (not the named port)", "np-a", "cli2", url8081)
-		blocked(t, "role=other on a3 → srv3", "np-a", "cli3", url)
-		blocked(t, "no role on a2 → srv3", "np-a", "any2", url)
+		blocked(t,
+			probe{"role=client on a2 → srv3:8081 (not the named port)", "np-a", "cli2", url8081},
+			probe{"role=other on a3 → srv3", "np-a", "cli3", url},
+			probe{"no role on a2 → srv3", "np-a", "any2", url},
+		)
 	})
 
 	t.Run("allow by namespace label", func(t *testing.T) {
@@ -190,7 +214,7 @@ spec:
 `)
 		reaches(t, "np-b on s1 → srv3", "np-b", "friend", url)
 		reaches(t, "np-b on s1 → srv3:8081 (all ports)", "np-b", "friend", url8081)
-		blocked(t, "role=other on a3 → srv3", "np-a", "cli3", url)
+		blocked(t, probe{"role=other on a3 → srv3", "np-a", "cli3", url})
 	})
 
 	t.Run("ipBlock with except", func(t *testing.T) {
@@ -202,7 +226,7 @@ spec:
   ingress: [{from: [{ipBlock: {cidr: 10.42.0.0/16, except: [`+cli3IP+`/32]}}]}]
 `)
 		reaches(t, "any2 (in the block) → srv3", "np-a", "any2", url8081)
-		blocked(t, "cli3 (the except) → srv3", "np-a", "cli3", url)
+		blocked(t, probe{"cli3 (the except) → srv3", "np-a", "cli3", url})
 	})
 
 	t.Run("egress default-deny blocks DNS unless allowed", func(t *testing.T) {
@@ -217,7 +241,7 @@ spec: {podSelector: {matchLabels: {role: client}}, policyTypes: [Egress]}
 			}
 			return nil
 		})
-		blocked(t, "cli2 → srv3 (egress denied)", "np-a", "cli2", url)
+		blocked(t, probe{"cli2 → srv3 (egress denied)", "np-a", "cli2", url})
 		if err := lookup("any2"); err != nil {
 			t.Errorf("any2 is not selected, but its DNS fails: %v", err)
 		}
@@ -230,7 +254,7 @@ spec:
   egress: [{ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]}]
 `)
 		eventually(t, time.Minute, "DNS from cli2 with UDP/TCP 53 allowed", func() error { return lookup("cli2") })
-		blocked(t, "cli2 → srv3 (only DNS allowed)", "np-a", "cli2", url)
+		blocked(t, probe{"cli2 → srv3 (only DNS allowed)", "np-a", "cli2", url})
 	})
 
 	t.Run("a policy k1s cannot enforce gets a Warning event", func(t *testing.T) {
@@ -250,7 +274,7 @@ spec:
 			return nil
 		})
 		// The rest is still enforced.
-		blocked(t, "role=other on a3 → srv3", "np-a", "cli3", url)
+		blocked(t, probe{"role=other on a3 → srv3", "np-a", "cli3", url})
 	})
 
 	t.Run("removing the policies restores traffic", func(t *testing.T) {
@@ -264,5 +288,32 @@ spec:
 		if err != nil || strings.Contains(out, ":K1S-NP-I-") || strings.Contains(out, ":K1S-NP-E-") {
 			t.Errorf("Pod chains left on a3 after the policies went: %v\n%s", err, out)
 		}
+	})
+
+	t.Run("--disable-network-policy on a restart removes the rules", func(t *testing.T) {
+		apply(t, s, `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: np-a}
+spec: {podSelector: {}}
+`)
+		blocked(t, probe{"a2 → a3 under default-deny", "np-a", "cli2", url})
+		a3 := c.agents["a3"]
+		if err := a3.Stop(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		a3.Args = append(a3.Args, "--disable-network-policy")
+		if err := a3.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a3.WaitLog("k1s is ready", 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		mustContain(t, a3.Log(), "--disable-network-policy: removed", "a3's log")
+		out, err := c.hosts["a3"].Run(context.Background(), "iptables-save", "-t", "filter")
+		if err != nil || strings.Contains(out, "K1S-NP-") {
+			t.Errorf("a3 keeps policy rules with --disable-network-policy: %v\n%s", err, out)
+		}
+		// srv3's ingress was enforced only on a3: the policy stays, the traffic passes.
+		reaches(t, "a2 → a3 with a3's enforcement off", "np-a", "cli2", url)
 	})
 }
