@@ -305,7 +305,7 @@ spec: {podSelector: {}}
 		if err := a3.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if err := a3.WaitLog("k1s is ready", 2*time.Minute); err != nil {
+		if err := a3.WaitLog("k1s agent is ready", 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		mustContain(t, a3.Log(), "--disable-network-policy: removed", "a3's log")
