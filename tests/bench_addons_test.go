@@ -70,20 +70,6 @@ func nodeIdle(b *testing.B, settle, window time.Duration, extra ...string) (pssM
 	})
 	time.Sleep(settle)
 	pids := append(harness.NodePIDs(s), podProcs()...)
-	var pssKB, t0, t1 int64
-	for _, p := range pids {
-		if kb, err := harness.SmapsRollupField(p, "Pss:"); err == nil {
-			pssKB += kb
-		}
-		if c, err := harness.CPUTicks(p); err == nil {
-			t0 += c
-		}
-	}
-	time.Sleep(window)
-	for _, p := range pids {
-		if c, err := harness.CPUTicks(p); err == nil {
-			t1 += c
-		}
-	}
-	return float64(pssKB) / 1024, float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100, len(pids)
+	u := harness.IdleUsage(pids, window)
+	return float64(u.PSSKB) / 1024, u.CPUPercent, len(pids)
 }

@@ -55,22 +55,8 @@ func addonsIdle(b *testing.B, settle, window time.Duration) (rssMB, cpuPct float
 	}
 	time.Sleep(settle)
 	pids := append(harness.NodePIDs(s), podProcs()...)
-	var rssKB, t0, t1 int64
-	for _, p := range pids {
-		if kb, err := harness.StatusField(p, "VmRSS:"); err == nil {
-			rssKB += kb
-		}
-		if c, err := harness.CPUTicks(p); err == nil {
-			t0 += c
-		}
-	}
-	time.Sleep(window)
-	for _, p := range pids {
-		if c, err := harness.CPUTicks(p); err == nil {
-			t1 += c
-		}
-	}
-	return float64(rssKB) / 1024, float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100, len(pids)
+	u := harness.IdleUsage(pids, window)
+	return float64(u.RSSKB) / 1024, u.CPUPercent, len(pids)
 }
 
 // podProcs: processes in the Pod cgroups of a node with the default cgroup root.
