@@ -390,3 +390,8 @@ replace (
 	k8s.io/sample-controller => k8s.io/sample-controller v0.37.2
 	k8s.io/streaming => k8s.io/streaming v0.37.2
 )
+
+// kine's NATS driver needs jsm.go only to read NATS context files, and the
+// real jsm.go links expr-lang, which turns off the linker's method pruning
+// (third_party/jsm-nocontext/README.md).
+replace github.com/nats-io/jsm.go => ./third_party/jsm-nocontext

@@ -2,8 +2,9 @@
 # Stops everything k1s started on this host and removes its runtime traces:
 # the k1s server/agent process, its containerd, the shims and containers,
 # mounts, the Pod bridge and veths, flannel's device and routes, iptables
-# chains of Kubernetes and CNI, the Pods' cgroups and the CNI state. Data
-# (the datastore, certificates, images) stays in the data dir.
+# chains of Kubernetes, CNI and k1s's NetworkPolicies (and their ipsets),
+# the Pods' cgroups and the CNI state. Data (the datastore, certificates,
+# images) stays in the data dir.
 #
 # Override the paths for a non-default install:
 #   K1S_DATA_DIR (/var/lib/k1s)  K1S_RUN_DIR (/run/k1s)
@@ -184,9 +185,17 @@ if command -v iptables-save >/dev/null 2>&1; then
 	for save in iptables-save ip6tables-save; do
 		restore=${save%-save}-restore
 		command -v "$save" >/dev/null 2>&1 || continue
-		if "$save" 2>/dev/null | grep -qE 'KUBE-|CNI-|FLANNEL-'; then
-			"$save" | grep -vE 'KUBE-|CNI-|FLANNEL-' | "$restore" && echo "k1s-killall: removed KUBE-/CNI-/FLANNEL- chains ($save)"
+		if "$save" 2>/dev/null | grep -qE 'KUBE-|CNI-|FLANNEL-|K1S-NP-'; then
+			"$save" | grep -vE 'KUBE-|CNI-|FLANNEL-|K1S-NP-' | "$restore" && echo "k1s-killall: removed KUBE-/CNI-/FLANNEL-/K1S-NP- chains ($save)"
 		fi
+	done
+fi
+# The NetworkPolicy ipsets (k1s-np-*), unused once their chains are gone.
+# Without the ipset tool they stay (empty of meaning) until the next k1s
+# start, which removes every k1s-np-* set it does not use.
+if command -v ipset >/dev/null 2>&1; then
+	for set in $(ipset list -n 2>/dev/null | grep '^k1s-np-'); do
+		ipset destroy "$set" 2>/dev/null && echo "k1s-killall: destroyed ipset $set"
 	done
 fi
 # kube-proxy's and flannel's nftables modes keep their rules in tables of their own.

@@ -17,7 +17,7 @@ import (
 
 // BenchmarkNetwork measures (run by `make bench`, which appends the
 // results to docs/benchmarks.md through K1S_BENCH_REPORT):
-//   - a node with every add-on running (CoreDNS, k1s-ingress, servicelb):
+//   - a node with every default add-on (it waits for CoreDNS and k1s-ingress):
 //     RSS and CPU of its processes and its Pods' processes, idle;
 //   - Pod-to-Pod TCP throughput between two nodes with vxlan and host-gw,
 //     against host-to-host throughput over the same veths.
@@ -28,7 +28,7 @@ func BenchmarkNetwork(b *testing.B) {
 		rss, cpu, procs := addonsIdle(b, 60*time.Second, 60*time.Second)
 		b.ReportMetric(rss, "MB-RSS")
 		b.ReportMetric(cpu, "%CPU")
-		fmt.Fprintf(&report, "Idle node with CoreDNS, k1s-ingress and servicelb running (one `k1s server` in a network namespace, the add-on bundle imported; after the add-on Pods are Ready, 60 s settle, 60 s window): "+
+		fmt.Fprintf(&report, "Idle node with every default add-on (one `k1s server` in a network namespace, the add-on bundle imported; after the CoreDNS and k1s-ingress Pods are Ready, 60 s settle, 60 s window): "+
 			"**RSS %.0f MB** (sum over %d processes: k1s, containerd, shims and the add-on containers), **CPU %.2f %%** of one core.\n\n", rss, procs, cpu)
 	})
 	fmt.Fprintf(&report, "| backend | host → host over the veths (Mbit/s) | Pod → Pod across nodes (Mbit/s) | ratio |\n|---|---|---|---|\n")
@@ -55,22 +55,8 @@ func addonsIdle(b *testing.B, settle, window time.Duration) (rssMB, cpuPct float
 	}
 	time.Sleep(settle)
 	pids := append(harness.NodePIDs(s), podProcs()...)
-	var rssKB, t0, t1 int64
-	for _, p := range pids {
-		if kb, err := harness.StatusField(p, "VmRSS:"); err == nil {
-			rssKB += kb
-		}
-		if c, err := harness.CPUTicks(p); err == nil {
-			t0 += c
-		}
-	}
-	time.Sleep(window)
-	for _, p := range pids {
-		if c, err := harness.CPUTicks(p); err == nil {
-			t1 += c
-		}
-	}
-	return float64(rssKB) / 1024, float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100, len(pids)
+	u := harness.IdleUsage(pids, window)
+	return float64(u.RSSKB) / 1024, u.CPUPercent, len(pids)
 }
 
 // podProcs: processes in the Pod cgroups of a node with the default cgroup root.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -207,6 +208,10 @@ spec:
 		return nil
 	})
 
+	// A chart file in the manifests folder: installed from the .tgz, upgraded
+	// when only the .tgz changes, uninstalled when the files are removed.
+	helmFromManifestsFolder(t, s, good)
+
 	// Delete: uninstalled, then the finalizer lets the object go.
 	if out, err := s.Kubectl("delete", "helmchart", "demo", "--timeout=60s"); err != nil {
 		t.Fatalf("delete: %v: %s", err, out)
@@ -233,6 +238,78 @@ spec:
 
 	disableHelmController(t, s)
 	t.Logf("total %s", time.Since(start).Round(time.Second))
+}
+
+// helmFromManifestsFolder drops a HelmChart with spec.chartFile and its
+// .tgz into the server's manifests folder and follows both.
+func helmFromManifestsFolder(t *testing.T, s *harness.Server, content string) {
+	t.Helper()
+	dir := filepath.Join(s.DataDir, "server", "manifests")
+	write := func(name string, data []byte) {
+		t.Helper()
+		// Write beside and rename, so the applier never reads half a file.
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tgz := func(b64 string) []byte {
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	data := func() (string, error) {
+		return s.Kubectl("-n", "helm-file", "get", "configmap", "fromfile-cm", "-o", "jsonpath={.data}")
+	}
+	write("fromfile.tgz", tgz(content))
+	write("fromfile.yaml", []byte(`apiVersion: helm.k1s.io/v1
+kind: HelmChart
+metadata: {name: fromfile, namespace: kube-system}
+spec:
+  chartFile: fromfile.tgz
+  targetNamespace: helm-file
+  valuesContent: "greeting: from-file"
+`))
+	eventually(t, 60*time.Second, "release of the chart file", func() error {
+		out, err := data()
+		if err != nil || !strings.Contains(out, `"greeting":"from-file"`) {
+			return fmt.Errorf("ConfigMap data %q (%v)", out, err)
+		}
+		return nil
+	})
+	// Only the .tgz changes: a new template adds a key.
+	write("fromfile.tgz", tgz(helmChartTgz(t, goodTemplate+"  source: second-archive\n")))
+	eventually(t, 90*time.Second, "upgrade after the .tgz changed", func() error {
+		out, err := data()
+		if err != nil || !strings.Contains(out, `"source":"second-archive"`) {
+			return fmt.Errorf("ConfigMap data %q (%v)", out, err)
+		}
+		return nil
+	})
+	if out, err := s.Kubectl("-n", "kube-system", "get", "helmchart", "fromfile", "-o", "jsonpath={.status.releaseRevision}"); err != nil || out != "2" {
+		t.Errorf("revision after the .tgz changed: %q (%v), want 2", out, err)
+	}
+	// Removing the manifest prunes the HelmChart, which uninstalls it.
+	for _, f := range []string{"fromfile.yaml", "fromfile.tgz"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 90*time.Second, "uninstall after the files were removed", func() error {
+		out, err := data()
+		if err == nil {
+			return fmt.Errorf("ConfigMap still there: %s", out)
+		}
+		if !strings.Contains(out, "NotFound") {
+			return fmt.Errorf("get configmap: %v: %s", err, out)
+		}
+		return nil
+	})
 }
 
 // disableHelmController restarts s with helm-controller added to its

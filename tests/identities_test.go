@@ -44,6 +44,7 @@ func identitiesMatchDocs(t *testing.T, s, a *harness.Server, agentNode string) {
 		{name: "system:node:<node>", kubeconfig: filepath.Join(agentPKI, "kubelet.kubeconfig")},
 		{name: "system:kube-proxy", kubeconfig: filepath.Join(agentPKI, "kube-proxy.kubeconfig")},
 		{name: "system:k1s-flannel:<node>", kubeconfig: filepath.Join(agentPKI, "flannel.kubeconfig")},
+		{name: "system:k1s-network-policy:<node>", kubeconfig: filepath.Join(agentPKI, "network-policy.kubeconfig")},
 		{name: "system:serviceaccount:kube-system:coredns", kubeconfig: s.Kubeconfig,
 			flags: []string{"--as=system:serviceaccount:kube-system:coredns", "--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:kube-system", "--as-group=system:authenticated"}},
 		{name: "system:serviceaccount:kube-system:k1s-ingress", kubeconfig: s.Kubeconfig,

@@ -140,6 +140,7 @@ func nodeFlags(b *binder, o *config.NodeOptions, ipUsage string) {
 	b.list("kubelet-arg", "extra kubelet flag as key=value (repeatable)", &o.KubeletArgs)
 	b.list("kube-proxy-arg", "extra kube-proxy flag as key=value, e.g. proxy-mode=nftables (repeatable)", &o.KubeProxyArgs)
 	b.str("flannel-iface", "interface flannel sends Pod traffic to other nodes by (default: the one holding the node IP)", &o.FlannelIface, "")
+	b.bool("disable-network-policy", "do not enforce NetworkPolicies on this node (and remove k1s's policy rules)", &o.DisableNetworkPolicy)
 }
 
 // agentFlags declares every `k1s agent` flag, bound to cfg.

@@ -25,6 +25,9 @@ type NodeOptions struct {
 	KubeProxyArgs   []string
 	// FlannelIface is the interface flannel uses (default: the node IP's).
 	FlannelIface string
+	// DisableNetworkPolicy turns NetworkPolicy enforcement off on this
+	// node and removes its rules.
+	DisableNetworkPolicy bool
 }
 
 // MaxNodeNameLength keeps `<name>.node-password.k1s`, the Secret that

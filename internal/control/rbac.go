@@ -42,6 +42,17 @@ func ensureRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	if err := applyRole(ctx, cs, flannel); err != nil {
 		return err
 	}
+	netpol := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: NetworkPolicyRole, Labels: labels},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		},
+	}
+	if err := applyRole(ctx, cs, netpol); err != nil {
+		return err
+	}
 	for _, crb := range []*rbacv1.ClusterRoleBinding{{
 		ObjectMeta: metav1.ObjectMeta{Name: KubeletAPIBinding, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
@@ -50,6 +61,10 @@ func ensureRBAC(ctx context.Context, cs kubernetes.Interface) error {
 		ObjectMeta: metav1.ObjectMeta{Name: FlannelRole, Labels: labels},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FlannelRole},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: pki.FlannelGroup}},
+	}, {
+		ObjectMeta: metav1.ObjectMeta{Name: NetworkPolicyRole, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: NetworkPolicyRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: pki.NetworkPolicyGroup}},
 	}} {
 		if err := applyBinding(ctx, cs, crb); err != nil {
 			return err
@@ -57,6 +72,11 @@ func ensureRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	}
 	return nil
 }
+
+// NetworkPolicyRole lets every node's NetworkPolicy enforcer watch Pods,
+// Namespaces and NetworkPolicies and report Warning events; it changes
+// nothing else.
+const NetworkPolicyRole = "k1s:network-policy"
 
 // FlannelRole lets every node's flannel watch Nodes; FlannelNodeRole(n)
 // lets node n's flannel publish its tunnel endpoint on its own Node only.

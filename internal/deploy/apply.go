@@ -213,7 +213,7 @@ func (a *Applier) ApplyAll(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", path, err))
 			continue
 		}
-		sum := sha256.Sum256(data)
+		sum := inputHash(a.dir, path, data)
 		if st, ok := a.state[name]; ok && st.ok && st.hash == sum {
 			continue
 		}
@@ -286,6 +286,9 @@ func labelValue(file string) string {
 func (a *Applier) applyFile(ctx context.Context, path, label string, data []byte) ([]record, error) {
 	items, err := parseManifest(path, data)
 	if err != nil {
+		return nil, err
+	}
+	if err := inlineChartFiles(a.dir, items); err != nil {
 		return nil, err
 	}
 	crdKinds := definedKinds(items)

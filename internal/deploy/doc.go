@@ -13,6 +13,10 @@
 // that apply failed. A file that does not parse is not applied at all, and
 // the error names the file and the document.
 //
+// A HelmChart (helm.k1s.io) in the folder may name a chart .tgz next to it
+// in spec.chartFile: the Applier puts the file's content into
+// spec.chartContent, and applies the manifest again when the .tgz changes.
+//
 // The Applier prunes: it records what each file applied (in a 0600 JSON
 // file next to the folder, so this holds across restarts) and deletes an
 // object when its file is deleted or its document is removed from the

@@ -54,11 +54,14 @@ var (
 
 // Spec is a HelmChart's spec. The chart comes from chartContent, or else
 // from chart (a name in repo, or a full URL or oci:// reference) at version.
+// chartFile names a .tgz in the server's manifests folder; the server fills
+// chartContent from it when it applies the manifest (package deploy).
 type Spec struct {
 	Chart           string                        `json:"chart,omitempty"`
 	Repo            string                        `json:"repo,omitempty"`
 	Version         string                        `json:"version,omitempty"`
 	ChartContent    string                        `json:"chartContent,omitempty"`
+	ChartFile       string                        `json:"chartFile,omitempty"`
 	TargetNamespace string                        `json:"targetNamespace,omitempty"`
 	ValuesContent   string                        `json:"valuesContent,omitempty"`
 	Set             map[string]intstr.IntOrString `json:"set,omitempty"`
@@ -112,6 +115,8 @@ func (c *Chart) TargetNamespace() string {
 func (c *Chart) Validate() error {
 	s := c.Spec
 	switch {
+	case s.ChartFile != "" && s.ChartContent == "":
+		return fmt.Errorf("spec.chartFile %q is read only by the k1s server, for a HelmChart in its manifests folder (<data-dir>/server/manifests) with the .tgz next to it: put both there, or embed the chart with spec.chartContent", s.ChartFile)
 	case s.ChartContent == "" && s.Chart == "":
 		return fmt.Errorf("spec.chart or spec.chartContent must be set: name a chart (with spec.repo) or embed a base64 .tgz")
 	case s.ChartContent != "" && (s.Chart != "" || s.Repo != ""):

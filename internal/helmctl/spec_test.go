@@ -157,6 +157,7 @@ func TestFromUnstructuredAndValidate(t *testing.T) {
 		{Spec{}, "spec.chart or spec.chartContent"},
 		{Spec{ChartContent: "x", Chart: "y"}, "one source"},
 		{Spec{Chart: "y", Repo: "ftp://x"}, "http:// or https://"},
+		{Spec{ChartFile: "web.tgz"}, "read only by the k1s server"},
 	} {
 		err := (&Chart{Spec: tc.spec}).Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -2,8 +2,8 @@
 // node and for `k1s agent` alike, from a complete config.Node. Its steps,
 // in order: the host checks and helper binaries, the node's credentials,
 // containerd, the air-gap images (and the sandbox image), the kubelet, the
-// node's Pod CIDR, flannel (the path to other nodes' Pods), the CNI bridge,
-// and kube-proxy. Each component is started on the supervisor with its
+// node's Pod CIDR, flannel (the path to other nodes' Pods), kube-proxy,
+// NetworkPolicy enforcement (internal/netpol) and the CNI bridge. Each component is started on the supervisor with its
 // stop timeout, so stopping the supervisor stops the node in reverse.
 package node
 
@@ -28,6 +28,7 @@ import (
 	"github.com/k1s-io/k1s/internal/containerd"
 	"github.com/k1s-io/k1s/internal/executor"
 	"github.com/k1s-io/k1s/internal/flannel"
+	"github.com/k1s-io/k1s/internal/netpol"
 	"github.com/k1s-io/k1s/internal/nodebin"
 	"github.com/k1s-io/k1s/internal/pipeline"
 	"github.com/k1s-io/k1s/internal/pki"
@@ -44,12 +45,14 @@ const (
 	nodeRegisterTimeout    = 2 * time.Minute
 	nodeReadyTimeout       = 2 * time.Minute
 	proxyReadyTimeout      = time.Minute
+	netpolReadyTimeout     = time.Minute
 )
 
 // How long shutdown waits for each component. Containers keep running.
 const (
 	stopKubeProxy  = 10 * time.Second
 	stopFlannel    = 10 * time.Second
+	stopNetpol     = 5 * time.Second
 	stopKubelet    = 30 * time.Second
 	stopContainerd = 30 * time.Second
 )
@@ -132,6 +135,9 @@ func (n *Node) Join() []pipeline.Step {
 		// that dials a Service IP before them gets a conntrack entry
 		// without DNAT and hangs until its dial times out (CoreDNS: 30 s).
 		{Name: "kube-proxy", Run: n.kubeProxy},
+		// Policies before Pods start (cni), so a Pod of a default-deny
+		// namespace is never open after a restart.
+		{Name: "network-policy", Run: n.networkPolicy},
 		{Name: "cni", Run: n.cni},
 	}
 }
@@ -370,4 +376,43 @@ func proxySynced(ctx context.Context, url string) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("no rules synced yet")
+}
+
+// networkPolicy starts the NetworkPolicy enforcer and waits for its first
+// rules; with --disable-network-policy it removes what an earlier start wrote.
+func (n *Node) networkPolicy(ctx context.Context) error {
+	if n.cfg.DisableNetworkPolicy {
+		removed, err := netpol.Cleanup()
+		if err != nil {
+			return fmt.Errorf("--disable-network-policy: removing the policy rules of an earlier start: %w", err)
+		}
+		if removed > 0 {
+			n.log.Infof("--disable-network-policy: removed %d NetworkPolicy chains and sets of an earlier start", removed)
+		}
+		return nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", n.files.NetworkPolicyKubeconfig())
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	if n.cfg.NFTablesProxy() {
+		n.log.Info("NetworkPolicies are enforced with iptables rules next to kube-proxy's nftables tables")
+	}
+	ready := make(chan struct{})
+	c := &netpol.Controller{Client: cs, Node: n.cfg.NodeName, Log: n.log.WithField("component", "network-policy")}
+	n.sup.Go("network-policy", stopNetpol, func(ctx context.Context) error {
+		return c.Run(ctx, func() { close(ready) })
+	})
+	return n.sup.Wait(ctx, "network policy rules", netpolReadyTimeout, func(context.Context) bool {
+		select {
+		case <-ready:
+			return true
+		default:
+			return false
+		}
+	}, func() string { return "see the network-policy lines above" })
 }

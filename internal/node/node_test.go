@@ -30,7 +30,7 @@ func TestStepOrder(t *testing.T) {
 	for _, s := range n.Steps() {
 		names = append(names, s.Name)
 	}
-	want := []string{"host", "containerd", "images", "credentials", "kubelet", "pod-cidr", "flannel", "kube-proxy", "cni"}
+	want := []string{"host", "containerd", "images", "credentials", "kubelet", "pod-cidr", "flannel", "kube-proxy", "network-policy", "cni"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("steps %v, want %v", names, want)
 	}
@@ -96,7 +96,7 @@ func testNode(t *testing.T, fake *executortest.Fake, registered bool) (*Node, []
 	var steps []pipeline.Step
 	for _, s := range n.Steps() {
 		switch s.Name {
-		case "host", "images":
+		case "host", "images", "network-policy":
 			s.Run = func(context.Context) error { fake.Record("step " + s.Name); return nil }
 		case "containerd":
 			s.Run = func(context.Context) error {

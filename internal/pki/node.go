@@ -32,6 +32,19 @@ func (n NodeFiles) FlannelKey() string      { return n.path("client-flannel.key"
 func (n NodeFiles) FlannelKubeconfig() string {
 	return n.path("flannel.kubeconfig")
 }
+func (n NodeFiles) NetworkPolicyCert() string { return n.path("client-network-policy.crt") }
+func (n NodeFiles) NetworkPolicyKey() string  { return n.path("client-network-policy.key") }
+func (n NodeFiles) NetworkPolicyKubeconfig() string {
+	return n.path("network-policy.kubeconfig")
+}
+
+// NetworkPolicyGroup holds every node's NetworkPolicy enforcer: it must
+// watch every Pod, Namespace and NetworkPolicy, which the Node authorizer
+// does not let a kubelet do.
+const NetworkPolicyGroup = "system:k1s-network-policy"
+
+// NetworkPolicyUser is one node's NetworkPolicy enforcer identity.
+func NetworkPolicyUser(node string) string { return NetworkPolicyGroup + ":" + node }
 
 // FlannelGroup holds every node's flannel identity: flannel must list
 // every Node, which the Node authorizer does not let a kubelet do.
@@ -46,7 +59,9 @@ func FlannelUser(node string) string { return FlannelGroup + ":" + node }
 // system:nodes, as the Node authorizer expects; its serving certificate
 // comes from the kubelet-serving CA, which only the apiserver trusts (a
 // node must not be able to pose as the apiserver); kube-proxy is
-// system:kube-proxy, bound to system:node-proxier by the default policy.
+// system:kube-proxy, bound to system:node-proxier by the default policy;
+// flannel and the NetworkPolicy enforcer have per-node users in groups
+// of their own.
 func nodeLeaves(res *Result, name, ip string) []*leaf {
 	ips := []net.IP{net.ParseIP("127.0.0.1")}
 	if p := net.ParseIP(ip); p != nil {
@@ -57,6 +72,7 @@ func nodeLeaves(res *Result, name, ip string) []*leaf {
 		{name: "serving-kubelet", ca: res.KubeletServingCA, cn: name, server: true, dnsNames: []string{name, "localhost"}, ips: dedupeIPs(ips)},
 		{name: "client-kube-proxy", ca: res.ClientCA, cn: "system:kube-proxy", client: true},
 		{name: "client-flannel", ca: res.ClientCA, cn: FlannelUser(name), orgs: []string{FlannelGroup}, client: true},
+		{name: "client-network-policy", ca: res.ClientCA, cn: NetworkPolicyUser(name), orgs: []string{NetworkPolicyGroup}, client: true},
 	}
 }
 
@@ -91,12 +107,14 @@ type NodeBundle struct {
 	ProxyKey    []byte `json:"proxyKey"`
 	FlannelCert []byte `json:"flannelCert"`
 	FlannelKey  []byte `json:"flannelKey"`
+	NetpolCert  []byte `json:"networkPolicyCert"`
+	NetpolKey   []byte `json:"networkPolicyKey"`
 }
 
 // IssueNode issues fresh credentials for a joining node.
 func IssueNode(res *Result, nodeName, nodeIP string, now time.Time) (*NodeBundle, error) {
 	b := &NodeBundle{ServerCA: res.ServerCA.CertPEM, ClientCA: res.ClientCA.CertPEM}
-	out := [][2]*[]byte{{&b.KubeletCert, &b.KubeletKey}, {&b.ServingCert, &b.ServingKey}, {&b.ProxyCert, &b.ProxyKey}, {&b.FlannelCert, &b.FlannelKey}}
+	out := [][2]*[]byte{{&b.KubeletCert, &b.KubeletKey}, {&b.ServingCert, &b.ServingKey}, {&b.ProxyCert, &b.ProxyKey}, {&b.FlannelCert, &b.FlannelKey}, {&b.NetpolCert, &b.NetpolKey}}
 	for i, l := range nodeLeaves(res, nodeName, nodeIP) {
 		key, err := newKey()
 		if err != nil {
@@ -144,6 +162,7 @@ func writeNodePairs(n NodeFiles, b *NodeBundle, only map[string]bool) error {
 		{"serving-kubelet", b.ServingKey, b.ServingCert},
 		{"client-kube-proxy", b.ProxyKey, b.ProxyCert},
 		{"client-flannel", b.FlannelKey, b.FlannelCert},
+		{"client-network-policy", b.NetpolKey, b.NetpolCert},
 	} {
 		if only != nil && !only[p.name] {
 			continue
@@ -173,6 +192,7 @@ func writeNodeCommon(n NodeFiles, serverCA, clientCA []byte, apiURL string) erro
 		{n.Kubeconfig(), "kubelet", n.ClientCert(), n.ClientKey()},
 		{n.ProxyKubeconfig(), "kube-proxy", n.ProxyCert(), n.ProxyKey()},
 		{n.FlannelKubeconfig(), "flannel", n.FlannelCert(), n.FlannelKey()},
+		{n.NetworkPolicyKubeconfig(), "network-policy", n.NetworkPolicyCert(), n.NetworkPolicyKey()},
 	} {
 		data, err := kubeconfig(apiURL, k.user, nil, n.ServerCA(), k.cert, k.key, false)
 		if err != nil {

@@ -22,7 +22,7 @@ import (
 
 // NodeLeafNames are a node's leaf certificates (file base names in its pki
 // dir), on a server's own node and on an agent alike.
-var NodeLeafNames = []string{"client-kubelet", "serving-kubelet", "client-kube-proxy", "client-flannel"}
+var NodeLeafNames = []string{"client-kubelet", "serving-kubelet", "client-kube-proxy", "client-flannel", "client-network-policy"}
 
 // ServerLeafNames are the server's leaf certificates (file base names in
 // its tls dir).

@@ -69,8 +69,8 @@ func TestRotateCAs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(events) != 4 {
-		t.Errorf("node events %+v, want its 4 certificates renewed", events)
+	if len(events) != 5 {
+		t.Errorf("node events %+v, want its 5 certificates renewed", events)
 	}
 	for name, ca := range map[string]*CA{"client-kubelet.crt": after.ClientCA, "serving-kubelet.crt": after.KubeletServingCA} {
 		if _, err := readCert(t, filepath.Join(nodeDir, name)).Verify(x509.VerifyOptions{Roots: roots(ca), CurrentTime: later, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {

@@ -439,7 +439,7 @@ func (s *Server) Killall() (string, error) {
 }
 
 // HostLeftovers lists node state still on the host: mounts below Dir, the
-// Pod bridge, flannel's device and routes, KUBE-/CNI-/FLANNEL- iptables
+// Pod bridge, flannel's device and routes, KUBE-/CNI-/FLANNEL-/K1S-NP- iptables
 // chains and nftables tables, Pod cgroups.
 func HostLeftovers(dir string) []string {
 	var left []string
@@ -456,7 +456,7 @@ func HostLeftovers(dir string) []string {
 	}
 	if out, err := exec.Command("iptables-save").Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(l, ":KUBE-") || strings.HasPrefix(l, ":CNI-") || strings.HasPrefix(l, ":FLANNEL-") {
+			if strings.HasPrefix(l, ":KUBE-") || strings.HasPrefix(l, ":CNI-") || strings.HasPrefix(l, ":FLANNEL-") || strings.HasPrefix(l, ":K1S-NP-") {
 				left = append(left, "iptables chain "+strings.Fields(l)[0][1:])
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ClockTicks is USER_HZ on Linux: the unit of CPUTicks.
@@ -74,4 +75,36 @@ func CPUTicks(pid int) (int64, error) {
 	}
 	s, err := strconv.ParseInt(f[12], 10, 64)
 	return u + s, err
+}
+
+// Usage is what IdleUsage measured over a set of processes.
+type Usage struct {
+	RSSKB, PSSKB int64
+	CPUPercent   float64 // utime+stime over the window, % of one core
+}
+
+// IdleUsage sums RSS and PSS of pids now, then their CPU over window.
+// Processes that are gone are skipped.
+func IdleUsage(pids []int, window time.Duration) Usage {
+	var u Usage
+	var t0, t1 int64
+	for _, p := range pids {
+		if kb, err := StatusField(p, "VmRSS:"); err == nil {
+			u.RSSKB += kb
+		}
+		if kb, err := SmapsRollupField(p, "Pss:"); err == nil {
+			u.PSSKB += kb
+		}
+		if c, err := CPUTicks(p); err == nil {
+			t0 += c
+		}
+	}
+	time.Sleep(window)
+	for _, p := range pids {
+		if c, err := CPUTicks(p); err == nil {
+			t1 += c
+		}
+	}
+	u.CPUPercent = float64(t1-t0) / ClockTicks / window.Seconds() * 100
+	return u
 }
