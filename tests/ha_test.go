@@ -56,6 +56,7 @@ func keepLogsOnFailure(t *testing.T, servers ...*harness.Server) {
 		}
 		for i, s := range servers {
 			logs, _ := filepath.Glob(filepath.Join(s.Dir, "k1s-*.log"))
+			logs = append(logs, filepath.Join(s.DataDir, "logs", "components.log"))
 			for _, l := range logs {
 				if data, err := os.ReadFile(l); err == nil {
 					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(l))), data, 0o600)
