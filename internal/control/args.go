@@ -95,6 +95,10 @@ func APIServerArgs(cfg *config.Server, f pki.Files, store *datastore.Store, encr
 		// Key rotation rewrites the file while the apiserver runs.
 		a["encryption-provider-config-automatic-reload"] = "true"
 	}
+	if store.SharedSQL {
+		// See datastore.Store.SharedSQL: reads and watches go to kine.
+		a["watch-cache"] = "false"
+	}
 	if store.CAFile != "" {
 		a["etcd-cafile"] = store.CAFile
 	}

@@ -42,6 +42,22 @@ func TestAPIServerArgsFollowConfig(t *testing.T) {
 	}
 }
 
+func TestAPIServerWatchCacheOffOnSharedSQL(t *testing.T) {
+	cfg := &config.Server{Cluster: config.Cluster{ServiceCIDR: "10.96.0.0/16"}}
+	files := pki.Files{Dir: "/tls"}
+	if v, ok := flagValue(APIServerArgs(cfg, files, &datastore.Store{}, ""), "watch-cache"); ok {
+		t.Errorf("watch cache set to %q on a datastore only this server writes", v)
+	}
+	shared := &datastore.Store{SharedSQL: true}
+	if v, _ := flagValue(APIServerArgs(cfg, files, shared, ""), "watch-cache"); v != "false" {
+		t.Errorf("--watch-cache=%q on a shared SQL datastore, want false", v)
+	}
+	cfg.ExtraAPIServerArgs = []string{"watch-cache=true"}
+	if v, _ := flagValue(APIServerArgs(cfg, files, shared, ""), "watch-cache"); v != "true" {
+		t.Errorf("--kube-apiserver-arg watch-cache=true gave %q", v)
+	}
+}
+
 // flagValue is the value of --name in args, and whether it is there.
 func flagValue(args []string, name string) (string, bool) {
 	for _, a := range args {

@@ -33,6 +33,14 @@ type Store struct {
 	CAFile, CertFile, KeyFile string
 	// Description is a credential-free name of the backend, for logs.
 	Description string
+	// SharedSQL: a PostgreSQL or MySQL database that several servers'
+	// kine instances may write. kine (v0.17.5) tracks its current revision
+	// for watch progress notifications only from its own writes and its
+	// poll loop, so with a second writer the revision it reports lags the
+	// database's and the apiserver's watch cache waits for it forever
+	// ("Too large resource version"). The apiserver runs without its
+	// watch cache there (control.APIServerArgs).
+	SharedSQL bool
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -51,6 +59,20 @@ func Endpoint(cfg *config.Server) string {
 		return ep + "?" + sqliteParams
 	}
 	return ep
+}
+
+// SharedSQL reports whether ep is a SQL database other servers' kine
+// instances may write too (see Store.SharedSQL).
+func SharedSQL(ep string) bool {
+	scheme, _, ok := strings.Cut(ep, "://")
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql", "mysql":
+		return true
+	}
+	return false
 }
 
 var sqliteParams = sqlite.DefaultParams + "&" + autoVacuumParam
@@ -123,7 +145,7 @@ func Start(cfg *config.Server) (*Store, error) {
 // with a progress line first after min(10 s, the timeout), then every 10 s.
 func StartContext(ctx context.Context, cfg *config.Server) (*Store, error) {
 	ep := Endpoint(cfg)
-	s := &Store{Description: Describe(ep), wg: &sync.WaitGroup{}}
+	s := &Store{Description: Describe(ep), SharedSQL: SharedSQL(ep), wg: &sync.WaitGroup{}}
 	// The kine socket lives in the server dir whatever the backend.
 	if err := os.MkdirAll(cfg.ServerDir(), 0o700); err != nil {
 		return nil, err

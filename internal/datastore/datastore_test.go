@@ -88,3 +88,20 @@ func TestRemoteStartKeepsConnectTimeout(t *testing.T) {
 		t.Errorf("gave up after %s, want about 2s", d)
 	}
 }
+
+func TestSharedSQL(t *testing.T) {
+	for ep, want := range map[string]bool{
+		"postgres://u@db:5432/k1s":        true,
+		"postgresql://u@db/k1s":           true,
+		"MySQL://u:p@tcp(db:3306)/k1s":    true,
+		"sqlite:///var/lib/k1s/state.db":  false,
+		"https://etcd-1:2379":             false,
+		"nats://nats:4222":                false,
+		"":                                false,
+		"/var/lib/k1s/server/db/state.db": false,
+	} {
+		if got := SharedSQL(ep); got != want {
+			t.Errorf("SharedSQL(%q) = %v, want %v", ep, got, want)
+		}
+	}
+}
