@@ -105,7 +105,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.list("kube-controller-manager-arg", "extra kube-controller-manager flag as key=value (repeatable)", &cfg.ExtraControllerManagerArgs)
 	b.bool("disable-agent", "run only the control plane, no node", &cfg.DisableAgent)
 	b.boolOn("secrets-encryption", "encrypt Secrets at rest (secretbox; --secrets-encryption=false stores new writes in the clear)", &cfg.SecretsEncryption)
-	b.list("disable", "built-in add-on not to deploy: coredns, servicelb, ingress, metrics-server, local-storage, helm-controller (repeatable or comma-separated)", &cfg.Disable)
+	b.list("disable", "built-in add-on not to deploy: coredns, servicelb, ingress, metrics-server, local-storage, helm-controller, dashboard (repeatable or comma-separated)", &cfg.Disable)
 	b.str("system-default-registry", "registry (host[/path]) prefixed to the add-ons' images, e.g. a mirror of docker.io", &cfg.SystemDefaultRegistry, "")
 	b.str("default-local-storage-path", "directory of local-path volumes on every node (default <data-dir>/storage)", &cfg.DefaultLocalStoragePath, "")
 	nodeFlags(b, &cfg.NodeOptions, "IP this node registers with (default: --advertise-address)")
