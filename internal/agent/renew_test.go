@@ -3,12 +3,15 @@ package agent
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/pki"
@@ -118,5 +121,44 @@ func TestRotateNodeReplacesOnlyNamed(t *testing.T) {
 	if _, err := join.RotateNode(context.Background(), t.TempDir(), map[string]bool{"client-kubelet": true}); err == nil ||
 		!strings.Contains(err.Error(), "has it joined?") {
 		t.Errorf("RotateNode on an empty dir = %v", err)
+	}
+}
+
+// With the load balancer the node's kubeconfigs name a loopback port that
+// answers only while the agent runs; `k1s certificate rotate` on a stopped
+// agent then reaches a server saved in apiservers.json.
+func TestRotateNodeFallsBackToSavedServers(t *testing.T) {
+	_, _, url, token := newJoinServer(t, testCluster())
+	a, steps, f, got := testAgent(t, url, token)
+	runUntilKubelet(t, a, steps, f)
+	kcPath := pki.NodeFiles{Dir: got.PKIDir()}.Kubeconfig()
+	kc, err := clientcmd.LoadFromFile(kcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now, as with a stopped agent's balancer
+	for _, c := range kc.Clusters {
+		c.Server = "https://" + dead
+	}
+	if err := clientcmd.WriteToFile(*kc, kcPath); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"client-kube-proxy": true}
+	if _, err := join.RotateNode(context.Background(), got.AgentDir(), want); err == nil || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("RotateNode with the kubeconfig's server down and no saved servers = %v; want an error naming %s", err, dead)
+	}
+	state := filepath.Join(got.AgentDir(), "apiservers.json")
+	body := `{"servers":["` + dead + `","` + strings.TrimPrefix(url, "https://") + `"]}`
+	if err := os.WriteFile(state, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	names, err := join.RotateNode(context.Background(), got.AgentDir(), want)
+	if err != nil || !slices.Equal(names, []string{"client-kube-proxy"}) {
+		t.Fatalf("RotateNode with a saved live server = %v, %v", names, err)
 	}
 }

@@ -67,7 +67,7 @@ func New(listen, seed, statePath string, log logrus.FieldLogger) (*LB, error) {
 		servers: []string{seed}, down: map[string]bool{}, current: seed, conns: map[string]map[net.Conn]struct{}{}}
 	saved, err := l.load()
 	if err != nil {
-		log.Warnf("apiserver load balancer: ignoring %s: %v", statePath, err)
+		log.Warnf("apiserver load balancer: ignoring the saved servers: %v", err)
 	}
 	l.merge(saved)
 	return l, nil
@@ -77,8 +77,12 @@ type state struct {
 	Servers []string `json:"servers"`
 }
 
-func (l *LB) load() ([]string, error) {
-	data, err := os.ReadFile(l.statePath)
+func (l *LB) load() ([]string, error) { return Saved(l.statePath) }
+
+// Saved is the list of servers (host:port) a balancer saved at statePath;
+// none when the file does not exist.
+func Saved(statePath string) ([]string, error) {
+	data, err := os.ReadFile(statePath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -87,7 +91,7 @@ func (l *LB) load() ([]string, error) {
 	}
 	var s state
 	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", statePath, err)
 	}
 	return s.Servers, nil
 }

@@ -8,12 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/k1s-io/k1s/internal/apilb"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -23,6 +25,10 @@ import (
 // of the server its kubelet kubeconfig names, with the node's client
 // certificate and node password, and writes only the named pairs of what
 // the server issues. The running agent's components reload the files.
+// With the agent's load balancer that server is a loopback port that only
+// answers while the agent runs (and only in its network namespace), so
+// when it cannot be reached the servers the balancer saved in
+// apiservers.json are tried in turn.
 func RotateNode(ctx context.Context, agentDir string, want map[string]bool) ([]string, error) {
 	dir := filepath.Join(agentDir, "pki")
 	f := pki.NodeFiles{Dir: dir}
@@ -53,8 +59,17 @@ func RotateNode(ctx context.Context, agentDir string, want map[string]bool) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("the node's certificate cannot re-authenticate (%w): restart the agent with a token from 'k1s token create'", err)
 	}
-	c := &Client{URL: strings.TrimRight(url, "/")}
-	resp, err := c.Rejoin(ctx, Request{NodeName: node, NodeIP: ip, Password: password}, id)
+	urls := []string{strings.TrimRight(url, "/")}
+	saved, savedErr := apilb.Saved(filepath.Join(agentDir, "apiservers.json"))
+	for _, s := range saved {
+		if u := "https://" + s; !slices.Contains(urls, u) {
+			urls = append(urls, u)
+		}
+	}
+	resp, err := rejoinAny(ctx, urls, Request{NodeName: node, NodeIP: ip, Password: password}, id)
+	if err != nil && savedErr != nil {
+		return nil, fmt.Errorf("%w (and the other servers are unknown: %v)", err, savedErr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +82,21 @@ func RotateNode(ctx context.Context, agentDir string, want map[string]bool) ([]s
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// rejoinAny re-authenticates at the first of urls that answers. A refusal
+// ends it: every server of a cluster would refuse the same way.
+func rejoinAny(ctx context.Context, urls []string, req Request, id *Identity) (*Response, error) {
+	var errs []error
+	for _, u := range urls {
+		resp, err := (&Client{URL: u}).Rejoin(ctx, req, id)
+		var refused *CertRefused
+		if err == nil || errors.As(err, &refused) || IsPermanent(err) {
+			return resp, err
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", u, err))
+	}
+	return nil, fmt.Errorf("no server answered: %w", errors.Join(errs...))
 }
 
 // nodeOf reads the node's name (its kubelet client certificate) and IP
