@@ -93,12 +93,18 @@ func startAgentToken(t testing.TB, s *harness.Server, lab *harness.Lab, h *harne
 	return a
 }
 
+// viaServer points kubectl at s: an agent's kubeconfigs name its load
+// balancer on 127.0.0.1 of the agent's namespace, which the host (where
+// the tests run kubectl) does not reach.
+func viaServer(s *harness.Server) []string { return []string{"--server", "https://" + s.Addr()} }
+
 // runAgentOnce runs `k1s agent` in h until it exits, for attempts that
-// must be refused; it returns the output.
+// must be refused; it returns the output. Its balancer takes a port of its
+// own: h's agent holds the default one.
 func runAgentOnce(t *testing.T, h *harness.NetHost, url, token string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	a, err := harness.NewAgent(dir, url, token, nil, extra...)
+	a, err := harness.NewAgent(dir, url, token, nil, append([]string{"--apiserver-lb-port", "6445"}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +267,7 @@ func credentialsConfinedToOwnNode(t *testing.T, s, a *harness.Server, agentNode 
 		}
 		switch {
 		case strings.HasSuffix(path, ".kubeconfig"):
-			creds = append(creds, cred{name: path, kubeconfig: path})
+			creds = append(creds, cred{name: path, kubeconfig: path, flags: viaServer(s)})
 		case strings.HasSuffix(path, ".key"):
 			crt := strings.TrimSuffix(path, ".key") + ".crt"
 			if _, err := os.Stat(crt); err != nil {
@@ -300,8 +306,8 @@ func credentialsConfinedToOwnNode(t *testing.T, s, a *harness.Server, agentNode 
 	}
 	// flannel may still publish on its own Node.
 	own := filepath.Join(a.DataDir, "agent", "pki", "flannel.kubeconfig")
-	if out, err := harness.Kubectl(own, "patch", "node", agentNode, "--subresource=status", "--type=merge",
-		"-p", `{"metadata":{"annotations":{"k1s-test/flannel-may":"yes"}}}`); err != nil {
+	if out, err := harness.Kubectl(own, append(viaServer(s), "patch", "node", agentNode, "--subresource=status", "--type=merge",
+		"-p", `{"metadata":{"annotations":{"k1s-test/flannel-may":"yes"}}}`)...); err != nil {
 		t.Errorf("flannel cannot patch its own node's status: %v %s", err, out)
 	}
 	if out, _ := s.Kubectl("get", "node", other, "-o", "jsonpath={.metadata.annotations} {.spec.taints}"); strings.Contains(out, "192.0.2.66") || strings.Contains(out, "k1s-test/evict") {

@@ -141,8 +141,9 @@ func TestHAExternalDatastore(t *testing.T) {
 
 	t.Run("wrong token refused", func(t *testing.T) { haWrongToken(t, hw, dsn) })
 
-	// The agent joins through A and learns B from the endpoints.
-	ag := startAgentWith(t, a, lab, hag, stageNetImages, "--apiserver-lb-port", "6444")
+	// The agent joins through A and its balancer (on by default) learns B
+	// from the endpoints.
+	ag := startAgentWith(t, a, lab, hag, stageNetImages)
 	lbState := filepath.Join(ag.DataDir, "agent", "apiservers.json")
 	eventually(t, time.Minute, "the agent's load balancer knows both servers", func() error {
 		data, err := os.ReadFile(lbState)

@@ -151,7 +151,7 @@ func agentFlags(cfg *config.Agent) *binder {
 	b.str("token", "join token from the server's <data-dir>/server/token", &cfg.Token, "", "t")
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
 	b.bool("insecure-skip-ca-check", "allow a bare token secret, which does not pin the server's CA", &cfg.InsecureSkipCACheck)
-	b.int("apiserver-lb-port", "loopback port (e.g. 6444) of a load balancer over all servers for the node's clients, for clusters of several servers (0: use --server directly)", &cfg.APIServerLBPort, 0)
+	b.int("apiserver-lb-port", "loopback port of the agent's load balancer over all servers, which the node's clients use so that losing one server does not cut the node off (0: use --server directly)", &cfg.APIServerLBPort, config.DefaultAPIServerLBPort)
 	nodeFlags(b, &cfg.NodeOptions, "IP this node registers with (default: this host's primary IP)")
 	return b
 }

@@ -28,6 +28,7 @@ const (
 	DefaultRegistries      = "/etc/k1s/registries.yaml"
 	DefaultBindAddress     = "0.0.0.0"
 	DefaultHTTPSPort       = 6443
+	DefaultAPIServerLBPort = 6444
 	DefaultClusterCIDR     = "10.42.0.0/16"
 	DefaultServiceCIDR     = "10.43.0.0/16"
 	DefaultClusterDNS      = "10.43.0.10"
