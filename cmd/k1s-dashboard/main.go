@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/k1s-io/k1s/internal/dashboard"
+	"github.com/k1s-io/k1s/internal/selfsigned"
 )
 
 func main() {
@@ -56,10 +57,12 @@ func run() error {
 		log.Printf("serving with %s", *certFile)
 	case errors.Is(err, fs.ErrNotExist):
 		host, _ := os.Hostname()
-		cert, err = dashboard.SelfSignedCert(append(strings.Split(*sans, ","), host), time.Now())
+		// A year: browsers warn about it until the user trusts it or mounts a real one.
+		self, err := selfsigned.New("k1s-dashboard", append(strings.Split(*sans, ","), host), time.Now(), 365*24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("making a self-signed certificate: %w", err)
 		}
+		cert = *self
 		log.Printf("no certificate at %s: serving with a self-signed one", *certFile)
 	default:
 		return fmt.Errorf("serving certificate %s: %w", *certFile, err)

@@ -24,6 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/k1s-io/k1s/internal/selfsigned"
 )
 
 // Options configure a Controller. Zero values take the defaults.
@@ -110,7 +112,7 @@ func New(client kubernetes.Interface, opts Options) (*Controller, error) {
 		c.pubNS, c.pubName = ns, name
 	}
 	var err error
-	if c.fallback, err = selfSigned(FallbackCommonName); err != nil {
+	if c.fallback, err = selfsigned.New(FallbackCommonName, nil, time.Now(), 10*365*24*time.Hour); err != nil {
 		return nil, fmt.Errorf("generating the fallback certificate: %w", err)
 	}
 	c.proxy = newReverseProxy(c.log)
