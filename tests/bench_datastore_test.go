@@ -146,11 +146,12 @@ func BenchmarkDatastoreChurn(b *testing.B) {
 }
 
 // benchReport appends a benchmark's section to the report `make bench`
-// writes (K1S_BENCH_REPORT) and logs it.
+// writes (K1S_BENCH_REPORT) and logs it. The file is created when missing,
+// so one benchmark can be run on its own (`-test.bench BenchmarkX`).
 func benchReport(b *testing.B, section string) {
 	b.Helper()
 	if out := os.Getenv("K1S_BENCH_REPORT"); out != "" {
-		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 		if err != nil {
 			b.Fatal(err)
 		}
