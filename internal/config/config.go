@@ -98,6 +98,10 @@ type Server struct {
 
 	Datastore Datastore
 	Snapshots Snapshots
+	// ClusterInit starts a new cluster on an embedded etcd member instead
+	// of SQLite. A data dir holding etcd data starts on it without the
+	// flag (EmbeddedEtcd).
+	ClusterInit bool
 
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
@@ -154,6 +158,25 @@ func (s *Server) CredDir() string    { return filepath.Join(s.ServerDir(), "cred
 func (s *Server) DBDir() string      { return filepath.Join(s.ServerDir(), "db") }
 func (s *Server) TokenPath() string  { return filepath.Join(s.ServerDir(), "token") }
 func (s *Server) KineSocket() string { return filepath.Join(s.ServerDir(), "kine.sock") }
+func (s *Server) EtcdDir() string    { return filepath.Join(s.DBDir(), "etcd") }
+func (s *Server) EtcdTLSDir() string { return filepath.Join(s.TLSDir(), "etcd") }
+
+// SQLiteDB is the embedded SQLite database file.
+func (s *Server) SQLiteDB() string { return filepath.Join(s.DBDir(), "state.db") }
+
+// HasEtcdData reports whether the data dir holds an embedded etcd
+// member's data (its member directory).
+func (s *Server) HasEtcdData() bool {
+	_, err := os.Stat(filepath.Join(s.EtcdDir(), "member"))
+	return err == nil
+}
+
+// EmbeddedEtcd reports whether the datastore is an embedded etcd member:
+// asked for with --cluster-init, or found in the data dir, so that a
+// restart needs no flag.
+func (s *Server) EmbeddedEtcd() bool {
+	return s.Datastore.Endpoint == "" && (s.ClusterInit || s.HasEtcdData())
+}
 
 // SnapshotDir is where snapshots go: --snapshot-dir or the default.
 func (s *Server) SnapshotDir() string {
@@ -297,7 +320,37 @@ func (s *Server) Validate() error {
 	if err := s.Datastore.validate(); err != nil {
 		return err
 	}
+	if err := s.validateEtcd(); err != nil {
+		return err
+	}
 	return s.Snapshots.validate(s.Datastore.Endpoint)
+}
+
+// validateEtcd checks --cluster-init against the datastore flags and
+// what the data dir already holds.
+func (s *Server) validateEtcd() error {
+	if s.Datastore.Endpoint != "" {
+		if s.ClusterInit {
+			return fmt.Errorf("--cluster-init starts an embedded etcd, --datastore-endpoint names an external datastore: give one of them")
+		}
+		if s.HasEtcdData() {
+			return fmt.Errorf("the data dir %s holds an embedded etcd member (%s): it cannot move to --datastore-endpoint; start without --datastore-endpoint, or use another --data-dir", s.DataDir, s.EtcdDir())
+		}
+		return nil
+	}
+	if !s.EmbeddedEtcd() {
+		return nil
+	}
+	if _, err := os.Stat(s.SQLiteDB()); err == nil {
+		if s.HasEtcdData() {
+			return fmt.Errorf("the data dir %s holds both a SQLite datastore (%s) and an embedded etcd member (%s): k1s does not know which is the cluster's; move the one that is not aside", s.DataDir, s.SQLiteDB(), s.EtcdDir())
+		}
+		return fmt.Errorf("--cluster-init: the data dir %s already holds a SQLite datastore (%s), and k1s cannot convert SQLite to etcd: start without --cluster-init to keep using SQLite, or start the etcd cluster in a new --data-dir (then move the workloads over, e.g. by re-applying their manifests)", s.DataDir, s.SQLiteDB())
+	}
+	if s.Snapshots.ClusterReset {
+		return fmt.Errorf("--cluster-reset restores k1s's SQLite snapshots; it does not work with the embedded etcd yet")
+	}
+	return nil
 }
 
 func (n *Snapshots) validate(endpoint string) error {
