@@ -1,10 +1,15 @@
 package tests
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,4 +150,136 @@ func TestEmbeddedEtcdClusterInit(t *testing.T) {
 			}
 		}
 	})
+}
+
+// newEtcdServer prepares a control-plane server in lab host h on the
+// apiserver port port (0: a free one) with extra flags.
+func newEtcdServer(t *testing.T, h *harness.NetHost, port int, extra ...string) *harness.Server {
+	t.Helper()
+	s, err := harness.NewServer(t.TempDir(), append([]string{haDisable}, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if port != 0 {
+		i := slices.Index(s.Args, "--https-listen-port")
+		s.Args[i+1] = strconv.Itoa(port)
+		s.Port = port
+	}
+	s.PlaceIn(h)
+	return s
+}
+
+// etcdMembers lists the embedded etcd's members as server s's member
+// sees them (etcd's JSON gateway, with s's client certificate, from
+// inside s's network namespace): started voting members, and all.
+func etcdMembers(h *harness.NetHost, s *harness.Server) (voters []string, all int, err error) {
+	dir := filepath.Join(s.DataDir, "server", "tls", "etcd")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := h.Run(ctx, "curl", "-sS", "--fail", "--cacert", filepath.Join(dir, "server-ca.crt"),
+		"--cert", filepath.Join(dir, "client.crt"), "--key", filepath.Join(dir, "client.key"),
+		"-X", "POST", "-d", "{}", "https://127.0.0.1:2379/v3/cluster/member/list")
+	if err != nil {
+		return nil, 0, err
+	}
+	var list struct {
+		Members []struct {
+			Name      string `json:"name"`
+			IsLearner bool   `json:"isLearner"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, 0, fmt.Errorf("%v: %s", err, out)
+	}
+	for _, m := range list.Members {
+		if m.Name != "" && !m.IsLearner {
+			voters = append(voters, m.Name)
+		}
+	}
+	return voters, len(list.Members), nil
+}
+
+// TestHAEmbeddedEtcd: a --cluster-init server and two that join it with
+// --server and the token become one etcd cluster of three voting members
+// (each joins as a learner and is promoted); SIGKILL the first → writes
+// through the second succeed; the first restarts on its data and serves
+// them.
+func TestHAEmbeddedEtcd(t *testing.T) {
+	lab := harness.NewLab(t)
+	h1, h2, h3 := lab.AddHost(t, "e1"), lab.AddHost(t, "e2"), lab.AddHost(t, "e3")
+	a := newEtcdServer(t, h1, 0, "--cluster-init")
+	keepLogsOnFailure(t, a)
+	startExisting(t, a)
+	tokenB, err := os.ReadFile(filepath.Join(a.DataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenB))
+	kc := a.Kubeconfig
+	joined := []*harness.Server{a}
+	for i, h := range []*harness.NetHost{h2, h3} {
+		s := newEtcdServer(t, h, a.Port, "--server", "https://"+a.Addr(), "--token", token)
+		keepLogsOnFailure(t, s)
+		began := time.Now()
+		startExisting(t, s)
+		t.Logf("BENCH server %d joined and ready in %s (embedded etcd, control plane only)", i+2, time.Since(began).Round(100*time.Millisecond))
+		if err := s.WaitLog("joined the cluster at", time.Second); err != nil {
+			t.Error(err)
+		}
+		joined = append(joined, s)
+	}
+	b := joined[1]
+	for _, f := range []string{"server-ca.crt", "client-ca.crt", "etcd/server-ca.crt", "etcd/peer-ca.crt"} {
+		fa, _ := os.ReadFile(filepath.Join(a.DataDir, "server", "tls", f))
+		for _, s := range joined[1:] {
+			fs, err := os.ReadFile(filepath.Join(s.DataDir, "server", "tls", f))
+			if err != nil || len(fa) == 0 || string(fa) != string(fs) {
+				t.Errorf("%s differs between the servers (err %v)", f, err)
+			}
+		}
+	}
+	eventually(t, time.Minute, "three started voting etcd members", func() error {
+		voters, all, err := etcdMembers(h2, b)
+		if err != nil || len(voters) != 3 || all != 3 {
+			return fmt.Errorf("voters %v of %d members, %v", voters, all, err)
+		}
+		return nil
+	})
+	for _, s := range joined {
+		if out, err := kubectlVia(kc, s, "get", "--raw", "/readyz"); err != nil || strings.TrimSpace(out) != "ok" {
+			t.Fatalf("A's admin kubeconfig against %s: /readyz %q %v", s.Host, out, err)
+		}
+		if out, err := harness.Kubectl(s.Kubeconfig, "--server", "https://"+s.Addr(), "get", "ns", "default", "-o", "name"); err != nil {
+			t.Errorf("%s's own admin kubeconfig: %q %v", s.Host, out, err)
+		}
+	}
+
+	if err := syscall.Kill(a.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	eventually(t, 30*time.Second, "a write through server 2 after server 1 died", func() error {
+		_, err := kubectlVia(kc, b, "create", "configmap", "after-kill", "--from-literal=k=v")
+		if err != nil && strings.Contains(err.Error(), "AlreadyExists") {
+			return nil
+		}
+		return err
+	})
+	t.Logf("BENCH write through server 2 succeeded %s after server 1's SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	eventually(t, 30*time.Second, "server 1 gone", func() error {
+		if done, _ := a.Exited(); !done {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	a.Args = withoutArg(a.Args, "--cluster-init")
+	restarted := time.Now()
+	startExisting(t, a)
+	t.Logf("BENCH server 1 restarted and ready in %s", time.Since(restarted).Round(100*time.Millisecond))
+	if out, err := kubectlVia(kc, a, "get", "configmap", "after-kill", "-o", "jsonpath={.data.k}"); err != nil || out != "v" {
+		t.Errorf("the restarted server 1 does not serve the write made while it was down: %q %v", out, err)
+	}
+	if voters, all, err := etcdMembers(h1, a); err != nil || len(voters) != 3 || all != 3 {
+		t.Errorf("after the restart: voters %v of %d members, %v", voters, all, err)
+	}
 }

@@ -9,6 +9,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,6 +103,10 @@ type Server struct {
 	// of SQLite. A data dir holding etcd data starts on it without the
 	// flag (EmbeddedEtcd).
 	ClusterInit bool
+	// ServerURL names a server of an embedded-etcd cluster this server
+	// joins on its first start (--server); a data dir holding etcd data
+	// restarts on it instead.
+	ServerURL string
 
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
@@ -175,7 +180,7 @@ func (s *Server) HasEtcdData() bool {
 // asked for with --cluster-init, or found in the data dir, so that a
 // restart needs no flag.
 func (s *Server) EmbeddedEtcd() bool {
-	return s.Datastore.Endpoint == "" && (s.ClusterInit || s.HasEtcdData())
+	return s.Datastore.Endpoint == "" && (s.ClusterInit || s.ServerURL != "" || s.HasEtcdData())
 }
 
 // SnapshotDir is where snapshots go: --snapshot-dir or the default.
@@ -329,6 +334,18 @@ func (s *Server) Validate() error {
 // validateEtcd checks --cluster-init against the datastore flags and
 // what the data dir already holds.
 func (s *Server) validateEtcd() error {
+	if s.ServerURL != "" {
+		switch u, err := url.Parse(s.ServerURL); {
+		case err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/"):
+			return fmt.Errorf("invalid --server %q: want the URL of a server of the cluster, e.g. https://10.0.0.1:6443", s.ServerURL)
+		case s.ClusterInit:
+			return fmt.Errorf("--cluster-init starts a new cluster, --server joins an existing one: give one of them")
+		case s.Datastore.Endpoint != "":
+			return fmt.Errorf("--server joins an embedded-etcd cluster; servers on --datastore-endpoint share the database instead: leave --server out")
+		case s.Token == "" && !s.HasEtcdData():
+			return fmt.Errorf("--server needs the cluster's --token (or --token-file): the first server's <data-dir>/server/token")
+		}
+	}
 	if s.Datastore.Endpoint != "" {
 		if s.ClusterInit {
 			return fmt.Errorf("--cluster-init starts an embedded etcd, --datastore-endpoint names an external datastore: give one of them")
@@ -345,7 +362,11 @@ func (s *Server) validateEtcd() error {
 		if s.HasEtcdData() {
 			return fmt.Errorf("the data dir %s holds both a SQLite datastore (%s) and an embedded etcd member (%s): k1s does not know which is the cluster's; move the one that is not aside", s.DataDir, s.SQLiteDB(), s.EtcdDir())
 		}
-		return fmt.Errorf("--cluster-init: the data dir %s already holds a SQLite datastore (%s), and k1s cannot convert SQLite to etcd: start without --cluster-init to keep using SQLite, or start the etcd cluster in a new --data-dir (then move the workloads over, e.g. by re-applying their manifests)", s.DataDir, s.SQLiteDB())
+		flag := "--cluster-init"
+		if !s.ClusterInit {
+			flag = "--server"
+		}
+		return fmt.Errorf("%s: the data dir %s already holds a SQLite datastore (%s), and k1s cannot convert SQLite to etcd: start without %s to keep using SQLite, or start the etcd server in a new --data-dir (then move the workloads over, e.g. by re-applying their manifests)", flag, s.DataDir, s.SQLiteDB(), flag)
 	}
 	if s.Snapshots.ClusterReset {
 		return fmt.Errorf("--cluster-reset restores k1s's SQLite snapshots; it does not work with the embedded etcd yet")

@@ -43,6 +43,20 @@ func TestClusterInitRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"both a SQLite datastore", "embedded etcd"}},
+		{"server with cluster init", func(t *testing.T, s *Server) {
+			s.ServerURL, s.Token, s.ClusterInit = "https://192.0.2.1:6443", "0123456789abcdef0123", true
+		}, []string{"--cluster-init", "--server", "one of them"}},
+		{"server with datastore endpoint", func(t *testing.T, s *Server) {
+			s.ServerURL, s.Token, s.Datastore.Endpoint = "https://192.0.2.1:6443", "0123456789abcdef0123", "postgres://u:pw@db/k1s"
+		}, []string{"--server", "--datastore-endpoint"}},
+		{"server without token", func(t *testing.T, s *Server) { s.ServerURL = "https://192.0.2.1:6443" }, []string{"--server needs", "--token"}},
+		{"server not https", func(t *testing.T, s *Server) {
+			s.ServerURL, s.Token = "http://192.0.2.1:6443", "0123456789abcdef0123"
+		}, []string{`invalid --server "http://192.0.2.1:6443"`}},
+		{"server over SQLite data", func(t *testing.T, s *Server) {
+			s.ServerURL, s.Token = "https://192.0.2.1:6443", "0123456789abcdef0123"
+			mkfile(t, s.SQLiteDB())
+		}, []string{"cannot convert SQLite to etcd"}},
 		{"cluster reset on etcd", func(t *testing.T, s *Server) {
 			s.ClusterInit = true
 			s.Snapshots.ClusterReset, s.Snapshots.RestorePath = true, "/x.db"
@@ -90,5 +104,10 @@ func TestEmbeddedEtcdChoice(t *testing.T) {
 	}
 	if err := s.Validate(); err != nil || !s.EmbeddedEtcd() {
 		t.Errorf("restart on etcd data without --cluster-init: Validate %v, EmbeddedEtcd %v", err, s.EmbeddedEtcd())
+	}
+	// A joined server restarts with its --server flag but no token.
+	s.ServerURL = "https://192.0.2.1:6443"
+	if err := s.Validate(); err != nil || !s.EmbeddedEtcd() {
+		t.Errorf("restart of a joined server: Validate %v, EmbeddedEtcd %v", err, s.EmbeddedEtcd())
 	}
 }

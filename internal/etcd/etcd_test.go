@@ -110,6 +110,7 @@ func TestEnsureEtcdCerts(t *testing.T) {
 		}
 	}
 	verify(f.ServingCert(), f.ServerCA(), x509.ExtKeyUsageServerAuth, "127.0.0.1")
+	verify(f.ServingCert(), f.ServerCA(), x509.ExtKeyUsageClientAuth, "") // the gateway's
 	verify(f.ClientCert(), f.ServerCA(), x509.ExtKeyUsageClientAuth, "")
 	verify(f.PeerCert(), f.PeerCA(), x509.ExtKeyUsageServerAuth, "192.0.2.7")
 	verify(f.PeerCert(), f.PeerCA(), x509.ExtKeyUsageClientAuth, "")

@@ -53,7 +53,9 @@ func EnsureEtcd(f EtcdFiles, peerIP net.IP, now time.Time) ([]Event, error) {
 	}
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	leaves := []*leaf{
-		{name: "serving", ca: cas["server-ca"], cn: "k1s-etcd", server: true, dnsNames: []string{"localhost"}, ips: loopback},
+		// etcd's JSON gateway dials the member's gRPC port with the serving
+		// certificate as its client certificate.
+		{name: "serving", ca: cas["server-ca"], cn: "k1s-etcd", server: true, client: true, dnsNames: []string{"localhost"}, ips: loopback},
 		{name: "client", ca: cas["server-ca"], cn: "k1s-etcd-client", client: true},
 		// Peers dial each other with this certificate too, and etcd checks
 		// a client certificate's addresses against where it comes from.
