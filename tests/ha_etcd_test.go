@@ -282,4 +282,44 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	if voters, all, err := etcdMembers(h1, a); err != nil || len(voters) != 3 || all != 3 {
 		t.Errorf("after the restart: voters %v of %d members, %v", voters, all, err)
 	}
+
+	// Quorum lost: two of three die; the survivor refuses writes.
+	c := joined[2]
+	for _, s := range []*harness.Server{a, b} {
+		if err := syscall.Kill(s.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := time.Now()
+	out, err := kubectlVia(kc, c, "create", "configmap", "no-quorum", "--from-literal=k=v")
+	if err == nil {
+		t.Errorf("a write without quorum succeeded: %s", out)
+	} else {
+		t.Logf("without quorum the write fails after %s: %v", time.Since(lost).Round(100*time.Millisecond), err)
+	}
+	// The survivor, restarted with --cluster-reset, serves alone with all data.
+	if err := syscall.Kill(c.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "servers gone", func() error {
+		for _, s := range joined {
+			if done, _ := s.Exited(); !done {
+				return errors.New(s.Host + " still running")
+			}
+		}
+		return nil
+	})
+	c.Args = append(c.Args, "--cluster-reset")
+	reset := time.Now()
+	startExisting(t, c)
+	t.Logf("BENCH survivor with --cluster-reset ready in %s", time.Since(reset).Round(100*time.Millisecond))
+	if out, err := kubectlVia(kc, c, "get", "configmap", "after-kill", "-o", "jsonpath={.data.k}"); err != nil || out != "v" {
+		t.Errorf("after --cluster-reset: configmap %q %v, want v", out, err)
+	}
+	if out, err := kubectlVia(kc, c, "create", "configmap", "after-reset", "--from-literal=k=v"); err != nil {
+		t.Errorf("a write after --cluster-reset: %s %v", out, err)
+	}
+	if voters, all, err := etcdMembers(h3, c); err != nil || len(voters) != 1 || all != 1 {
+		t.Errorf("after --cluster-reset: voters %v of %d members, %v; want this one only", voters, all, err)
+	}
 }

@@ -96,7 +96,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.str("snapshot-schedule", "when to snapshot the SQLite datastore (cron, e.g. \"0 */12 * * *\", or @every 6h)", &cfg.Snapshots.Schedule, config.DefaultSnapshotSchedule, "etcd-snapshot-schedule-cron")
 	b.int("snapshot-retention", "scheduled snapshots to keep", &cfg.Snapshots.Retention, config.DefaultSnapshotRetention, "etcd-snapshot-retention")
 	b.str("snapshot-dir", "where snapshots go (default <data-dir>/server/snapshots)", &cfg.Snapshots.Dir, "", "etcd-snapshot-dir")
-	b.bool("cluster-reset", "restore the datastore from --cluster-reset-restore-path, then start", &cfg.Snapshots.ClusterReset)
+	b.bool("cluster-reset", "SQLite: restore the datastore from --cluster-reset-restore-path, then start; embedded etcd: restart this member once as a one-member cluster with its data (after quorum loss)", &cfg.Snapshots.ClusterReset)
 	b.str("cluster-reset-restore-path", "snapshot file to restore (with --cluster-reset)", &cfg.Snapshots.RestorePath, "")
 	b.str("write-kubeconfig", "where the admin kubeconfig is written", &cfg.WriteKubeconfig, config.DefaultKubeconfig, "o")
 	b.str("write-kubeconfig-mode", "file mode of the admin kubeconfig", &cfg.WriteKubeconfigMode, config.DefaultKubeconfigMode)

@@ -60,6 +60,8 @@ type Snapshots struct {
 	Retention int
 	Dir       string // default <data-dir>/server/snapshots
 	// ClusterReset with RestorePath replaces the database with a snapshot
+	// (SQLite); on embedded etcd, ClusterReset alone restarts the member
+	// as a new one-member cluster with its data (after quorum loss)
 	// before the datastore starts.
 	ClusterReset bool
 	RestorePath  string
@@ -328,6 +330,9 @@ func (s *Server) Validate() error {
 	if err := s.validateEtcd(); err != nil {
 		return err
 	}
+	if s.EmbeddedEtcd() {
+		return nil // --cluster-reset checked by validateEtcd
+	}
 	return s.Snapshots.validate(s.Datastore.Endpoint)
 }
 
@@ -369,7 +374,12 @@ func (s *Server) validateEtcd() error {
 		return fmt.Errorf("%s: the data dir %s already holds a SQLite datastore (%s), and k1s cannot convert SQLite to etcd: start without %s to keep using SQLite, or start the etcd server in a new --data-dir (then move the workloads over, e.g. by re-applying their manifests)", flag, s.DataDir, s.SQLiteDB(), flag)
 	}
 	if s.Snapshots.ClusterReset {
-		return fmt.Errorf("--cluster-reset restores k1s's SQLite snapshots; it does not work with the embedded etcd yet")
+		if s.Snapshots.RestorePath != "" {
+			return fmt.Errorf("--cluster-reset-restore-path restores k1s's SQLite snapshots; restoring an etcd snapshot is not there yet (use etcdutl snapshot restore into %s)", s.EtcdDir())
+		}
+		if !s.HasEtcdData() {
+			return fmt.Errorf("--cluster-reset on embedded etcd restarts this data dir's etcd member as a one-member cluster, but %s holds no etcd data", s.EtcdDir())
+		}
 	}
 	return nil
 }

@@ -57,10 +57,14 @@ func TestClusterInitRefusals(t *testing.T) {
 			s.ServerURL, s.Token = "https://192.0.2.1:6443", "0123456789abcdef0123"
 			mkfile(t, s.SQLiteDB())
 		}, []string{"cannot convert SQLite to etcd"}},
-		{"cluster reset on etcd", func(t *testing.T, s *Server) {
+		{"cluster reset restore path on etcd", func(t *testing.T, s *Server) {
 			s.ClusterInit = true
 			s.Snapshots.ClusterReset, s.Snapshots.RestorePath = true, "/x.db"
-		}, []string{"--cluster-reset", "embedded etcd"}},
+		}, []string{"--cluster-reset-restore-path", "etcd snapshot"}},
+		{"cluster reset without etcd data", func(t *testing.T, s *Server) {
+			s.ClusterInit = true
+			s.Snapshots.ClusterReset = true
+		}, []string{"--cluster-reset", "holds no etcd data"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validServer(t)
@@ -105,6 +109,12 @@ func TestEmbeddedEtcdChoice(t *testing.T) {
 	if err := s.Validate(); err != nil || !s.EmbeddedEtcd() {
 		t.Errorf("restart on etcd data without --cluster-init: Validate %v, EmbeddedEtcd %v", err, s.EmbeddedEtcd())
 	}
+	// --cluster-reset alone is accepted on etcd data.
+	s.Snapshots.ClusterReset = true
+	if err := s.Validate(); err != nil {
+		t.Errorf("--cluster-reset on etcd data: %v", err)
+	}
+	s.Snapshots.ClusterReset = false
 	// A joined server restarts with its --server flag but no token.
 	s.ServerURL = "https://192.0.2.1:6443"
 	if err := s.Validate(); err != nil || !s.EmbeddedEtcd() {

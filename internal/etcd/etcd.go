@@ -9,7 +9,9 @@
 // 0600): etcd-server-ca for the client side, etcd-peer-ca for peers; they
 // travel to other servers in the cluster's bootstrap bundle. Start returns
 // once the member answers a linearizable read (it has a leader and, in a
-// cluster of several, quorum); Stop closes it.
+// cluster of several, quorum); Stop closes it. With --cluster-reset the
+// member restarts once as a one-member cluster (etcd's force-new-cluster),
+// for a survivor of a quorum loss.
 package etcd
 
 import (
@@ -21,6 +23,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +97,9 @@ func MemberConfig(cfg *config.Server, join *Join) (*embed.Config, error) {
 		ec.InitialCluster = join.InitialCluster
 		ec.ClusterState = embed.ClusterStateFlagExisting
 	}
+	// --cluster-reset: the member forgets the others and forms a
+	// one-member cluster with its data (once: see Start).
+	ec.ForceNewCluster = cfg.Snapshots.ClusterReset && !resetDone(cfg)
 	ec.ClientTLSInfo.CertFile, ec.ClientTLSInfo.KeyFile = f.ServingCert(), f.ServingKey()
 	ec.ClientTLSInfo.TrustedCAFile = f.ServerCA()
 	ec.ClientTLSInfo.ClientCertAuth = true
@@ -139,6 +145,9 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 	}
 	if err := os.MkdirAll(cfg.DBDir(), 0o700); err != nil {
 		return nil, err
+	}
+	if cfg.Snapshots.ClusterReset && !ec.ForceNewCluster {
+		log.Warnf("--cluster-reset: this member was reset already (%s): starting without resetting again; remove --cluster-reset (or delete that file to reset once more)", resetMarker(cfg))
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToLogrus(cfg.Debug))
 	began := time.Now()
@@ -188,8 +197,24 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	if ec.ForceNewCluster {
+		if err := os.WriteFile(resetMarker(cfg), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+			return fail(err)
+		}
+		log.Warnf("--cluster-reset: the embedded etcd member is now a one-member cluster with its data; other servers must join it again with --server and a new data dir. Remove --cluster-reset from this server's flags")
+	}
 	log.Infof("embedded etcd member %s (ID %x) ready in %s: clients %s, peers %s", ec.Name, uint64(e.Server.MemberID()), time.Since(began).Round(time.Millisecond), ClientURL, PeerURL(cfg))
 	return m, nil
+}
+
+// resetMarker records that --cluster-reset reset this member, so that a
+// restart with the same flags (a service manager's) does not reset again
+// a cluster that other servers have joined since.
+func resetMarker(cfg *config.Server) string { return filepath.Join(cfg.EtcdDir(), "k1s-cluster-reset") }
+
+func resetDone(cfg *config.Server) bool {
+	_, err := os.Stat(resetMarker(cfg))
+	return err == nil
 }
 
 // Client is a client of the member with its client certificate.

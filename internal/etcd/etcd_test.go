@@ -58,6 +58,28 @@ func TestMemberConfigNewCluster(t *testing.T) {
 	}
 }
 
+// TestMemberConfigClusterReset: --cluster-reset forces a new cluster once;
+// after the marker is written, not again.
+func TestMemberConfigClusterReset(t *testing.T) {
+	cfg := testConfig(t)
+	if ec, _ := MemberConfig(cfg, nil); ec.ForceNewCluster {
+		t.Error("ForceNewCluster without --cluster-reset")
+	}
+	cfg.Snapshots.ClusterReset = true
+	if ec, _ := MemberConfig(cfg, nil); !ec.ForceNewCluster {
+		t.Error("no ForceNewCluster with --cluster-reset")
+	}
+	if err := os.MkdirAll(cfg.EtcdDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(resetMarker(cfg), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ec, _ := MemberConfig(cfg, nil); ec.ForceNewCluster {
+		t.Error("ForceNewCluster again after a reset was done")
+	}
+}
+
 func TestMemberConfigJoin(t *testing.T) {
 	cfg := testConfig(t)
 	ic := "a-192.0.2.1=https://192.0.2.1:2380," + Name(cfg) + "=https://192.0.2.7:2380"
