@@ -6,7 +6,8 @@
 // bundle under a reserved etcd key, sealed with a key derived from the
 // cluster token's secret (argon2id, then AES-256-GCM): whoever can read the
 // database but lacks the token learns nothing and cannot alter the bundle
-// unnoticed. The first server to publish wins (an etcd create-if-absent
+// unnoticed. The embedded etcd's CAs (package etcd) are in the bundle too,
+// when the server has them. The first server to publish wins (an etcd create-if-absent
 // transaction); every other server loads the winner's bundle. The package
 // knows nothing about how the datastore is run, so an embedded etcd can
 // reuse it.
@@ -39,7 +40,7 @@ const Key = "/k1s/bootstrap/v1"
 
 // Files are the paths, relative to a server's <data-dir>/server, that
 // every server must share; Optional ones may be absent (secrets encryption
-// never turned on).
+// never turned on; the embedded etcd's CAs on another datastore).
 var (
 	Files = []string{
 		"tls/server-ca.crt", "tls/server-ca.key",
@@ -48,8 +49,11 @@ var (
 		"tls/kubelet-serving-ca.crt", "tls/kubelet-serving-ca.key",
 		"tls/service.key",
 		"cred/encryption-config.json",
+		"tls/etcd/server-ca.crt", "tls/etcd/server-ca.key",
+		"tls/etcd/peer-ca.crt", "tls/etcd/peer-ca.key",
 	}
-	Optional = []string{"cred/encryption-config.json"}
+	Optional = []string{"cred/encryption-config.json",
+		"tls/etcd/server-ca.crt", "tls/etcd/server-ca.key", "tls/etcd/peer-ca.crt", "tls/etcd/peer-ca.key"}
 )
 
 // identity are the files that make a cluster: a data dir holding other
@@ -99,7 +103,8 @@ func (b *Bundle) Check(serverDir string) error {
 }
 
 // Write puts the bundle's files that serverDir lacks into it (each
-// atomically; keys 0600, certificates 0644) and returns their paths. Files the server already has stay:
+// atomically; keys and the etcd CAs 0600, other certificates 0644) and
+// returns their paths. Files the server already has stay:
 // they may be newer than the bundle (a key rotated on this server).
 func (b *Bundle) Write(serverDir string) (written, kept []string, err error) {
 	for f := range b.Files {
@@ -127,7 +132,7 @@ func (b *Bundle) Write(serverDir string) (written, kept []string, err error) {
 			return written, kept, err
 		}
 		mode := os.FileMode(0o600)
-		if strings.HasSuffix(f, ".crt") {
+		if strings.HasSuffix(f, ".crt") && !strings.HasPrefix(f, "tls/etcd/") {
 			mode = 0o644 // certificates are public, as package pki writes them
 		}
 		if err := atomicfile.Write(path, data, mode); err != nil {

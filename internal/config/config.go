@@ -9,6 +9,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,6 +61,8 @@ type Snapshots struct {
 	Retention int
 	Dir       string // default <data-dir>/server/snapshots
 	// ClusterReset with RestorePath replaces the database with a snapshot
+	// (SQLite); on embedded etcd, ClusterReset alone restarts the member
+	// as a new one-member cluster with its data (after quorum loss)
 	// before the datastore starts.
 	ClusterReset bool
 	RestorePath  string
@@ -99,6 +102,14 @@ type Server struct {
 
 	Datastore Datastore
 	Snapshots Snapshots
+	// ClusterInit starts a new cluster on an embedded etcd member instead
+	// of SQLite. A data dir holding etcd data starts on it without the
+	// flag (EmbeddedEtcd).
+	ClusterInit bool
+	// ServerURL names a server of an embedded-etcd cluster this server
+	// joins on its first start (--server); a data dir holding etcd data
+	// restarts on it instead.
+	ServerURL string
 
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
@@ -155,6 +166,25 @@ func (s *Server) CredDir() string    { return filepath.Join(s.ServerDir(), "cred
 func (s *Server) DBDir() string      { return filepath.Join(s.ServerDir(), "db") }
 func (s *Server) TokenPath() string  { return filepath.Join(s.ServerDir(), "token") }
 func (s *Server) KineSocket() string { return filepath.Join(s.ServerDir(), "kine.sock") }
+func (s *Server) EtcdDir() string    { return filepath.Join(s.DBDir(), "etcd") }
+func (s *Server) EtcdTLSDir() string { return filepath.Join(s.TLSDir(), "etcd") }
+
+// SQLiteDB is the embedded SQLite database file.
+func (s *Server) SQLiteDB() string { return filepath.Join(s.DBDir(), "state.db") }
+
+// HasEtcdData reports whether the data dir holds an embedded etcd
+// member's data (its member directory).
+func (s *Server) HasEtcdData() bool {
+	_, err := os.Stat(filepath.Join(s.EtcdDir(), "member"))
+	return err == nil
+}
+
+// EmbeddedEtcd reports whether the datastore is an embedded etcd member:
+// asked for with --cluster-init, or found in the data dir, so that a
+// restart needs no flag.
+func (s *Server) EmbeddedEtcd() bool {
+	return s.Datastore.Endpoint == "" && (s.ClusterInit || s.ServerURL != "" || s.HasEtcdData())
+}
 
 // SnapshotDir is where snapshots go: --snapshot-dir or the default.
 func (s *Server) SnapshotDir() string {
@@ -298,7 +328,61 @@ func (s *Server) Validate() error {
 	if err := s.Datastore.validate(); err != nil {
 		return err
 	}
+	if err := s.validateEtcd(); err != nil {
+		return err
+	}
+	if s.EmbeddedEtcd() {
+		return nil // --cluster-reset checked by validateEtcd
+	}
 	return s.Snapshots.validate(s.Datastore.Endpoint)
+}
+
+// validateEtcd checks --cluster-init against the datastore flags and
+// what the data dir already holds.
+func (s *Server) validateEtcd() error {
+	if s.ServerURL != "" {
+		switch u, err := url.Parse(s.ServerURL); {
+		case err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/"):
+			return fmt.Errorf("invalid --server %q: want the URL of a server of the cluster, e.g. https://10.0.0.1:6443", s.ServerURL)
+		case s.ClusterInit:
+			return fmt.Errorf("--cluster-init starts a new cluster, --server joins an existing one: give one of them")
+		case s.Datastore.Endpoint != "":
+			return fmt.Errorf("--server joins an embedded-etcd cluster; servers on --datastore-endpoint share the database instead: leave --server out")
+		case s.Token == "" && !s.HasEtcdData():
+			return fmt.Errorf("--server needs the cluster's --token (or --token-file): the first server's <data-dir>/server/token")
+		}
+	}
+	if s.Datastore.Endpoint != "" {
+		if s.ClusterInit {
+			return fmt.Errorf("--cluster-init starts an embedded etcd, --datastore-endpoint names an external datastore: give one of them")
+		}
+		if s.HasEtcdData() {
+			return fmt.Errorf("the data dir %s holds an embedded etcd member (%s): it cannot move to --datastore-endpoint; start without --datastore-endpoint, or use another --data-dir", s.DataDir, s.EtcdDir())
+		}
+		return nil
+	}
+	if !s.EmbeddedEtcd() {
+		return nil
+	}
+	if _, err := os.Stat(s.SQLiteDB()); err == nil {
+		if s.HasEtcdData() {
+			return fmt.Errorf("the data dir %s holds both a SQLite datastore (%s) and an embedded etcd member (%s): k1s does not know which is the cluster's; move the one that is not aside", s.DataDir, s.SQLiteDB(), s.EtcdDir())
+		}
+		flag := "--cluster-init"
+		if !s.ClusterInit {
+			flag = "--server"
+		}
+		return fmt.Errorf("%s: the data dir %s already holds a SQLite datastore (%s), and k1s cannot convert SQLite to etcd: start without %s to keep using SQLite, or start the etcd server in a new --data-dir (then move the workloads over, e.g. by re-applying their manifests)", flag, s.DataDir, s.SQLiteDB(), flag)
+	}
+	if s.Snapshots.ClusterReset {
+		if s.Snapshots.RestorePath != "" {
+			return fmt.Errorf("--cluster-reset-restore-path restores k1s's SQLite snapshots; restoring an etcd snapshot is not there yet (use etcdutl snapshot restore into %s)", s.EtcdDir())
+		}
+		if !s.HasEtcdData() {
+			return fmt.Errorf("--cluster-reset on embedded etcd restarts this data dir's etcd member as a one-member cluster, but %s holds no etcd data", s.EtcdDir())
+		}
+	}
+	return nil
 }
 
 func (n *Snapshots) validate(endpoint string) error {

@@ -2,6 +2,9 @@
 // process, serving the etcd API to the apiserver over a unix socket and
 // keeping the data in SQLite (default), PostgreSQL or MySQL. For https://
 // endpoints it steps aside and the apiserver talks to that etcd directly.
+// With --cluster-init (or a data dir holding etcd data) it runs an
+// embedded etcd member instead (package etcd) and hands the apiserver
+// that member's loopback client URL and client certificate.
 // Start-up waits for a remote datastore at most --datastore-connect-timeout;
 // the embedded SQLite has no deadline (kine vacuums it at start, which takes
 // as long as the database is large and the disk slow) and logs progress.
@@ -24,6 +27,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/etcd"
 )
 
 // Store is a running datastore.
@@ -41,6 +45,8 @@ type Store struct {
 	// ("Too large resource version"). The apiserver runs without its
 	// watch cache there (control.APIServerArgs).
 	SharedSQL bool
+	// Etcd is the embedded etcd member, nil for kine.
+	Etcd *etcd.Member
 
 	cancel context.CancelFunc
 	wg     *sync.WaitGroup
@@ -144,6 +150,20 @@ func Start(cfg *config.Server) (*Store, error) {
 // the embedded SQLite is waited for as long as it takes (until ctx ends),
 // with a progress line first after min(10 s, the timeout), then every 10 s.
 func StartContext(ctx context.Context, cfg *config.Server) (*Store, error) {
+	return StartJoin(ctx, cfg, nil)
+}
+
+// StartJoin is StartContext for a server whose embedded etcd member joins
+// an existing cluster as join says (nil: a new cluster or a restart).
+func StartJoin(ctx context.Context, cfg *config.Server, join *etcd.Join) (*Store, error) {
+	if cfg.EmbeddedEtcd() || join != nil {
+		m, err := etcd.Start(ctx, cfg, join, log)
+		if err != nil {
+			return nil, err
+		}
+		return &Store{Endpoints: m.Endpoints, CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile,
+			Description: "embedded etcd " + cfg.EtcdDir(), Etcd: m}, nil
+	}
 	ep := Endpoint(cfg)
 	s := &Store{Description: Describe(ep), SharedSQL: SharedSQL(ep), wg: &sync.WaitGroup{}}
 	// The kine socket lives in the server dir whatever the backend.
@@ -244,6 +264,9 @@ func sqliteSize(path string) int64 {
 // Stop closes the backend and waits up to timeout for its connections
 // (and the SQLite file) to be released.
 func (s *Store) Stop(timeout time.Duration) error {
+	if s.Etcd != nil {
+		return s.Etcd.Stop(timeout)
+	}
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

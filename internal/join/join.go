@@ -11,8 +11,10 @@
 // names and addresses of the apiserver, reserves the node name for the
 // host's node password and issues the node's certificates. The client side
 // is the agent's half, which tries the node's own certificate before the
-// token; RotateNode uses it to renew a joined agent's certificates for
-// `k1s certificate rotate`. The package also creates, lists and deletes
+// token. POST /v1-k1s/server-join (the server token only) adds another
+// server's member to the embedded etcd and hands it the sealed bootstrap
+// bundle; ServerJoin is that server's side. RotateNode uses the agent's
+// client to renew a joined agent's certificates for `k1s certificate rotate`. The package also creates, lists and deletes
 // bootstrap tokens and rotates the server token, for `k1s token`.
 package join
 

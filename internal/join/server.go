@@ -35,10 +35,14 @@ type Server struct {
 	// Kube returns a client with the rights to manage node-password Secrets.
 	Kube func() (kubernetes.Interface, error)
 	Log  logrus.FieldLogger
+	// Etcd adds joining servers to the embedded etcd (nil: no embedded
+	// etcd here, server joins are refused).
+	Etcd EtcdMembers
 
-	open    atomic.Bool
-	limOnce sync.Once
-	lim     *limiter
+	serverJoinMu sync.Mutex // one server joins at a time
+	open         atomic.Bool
+	limOnce      sync.Once
+	lim          *limiter
 }
 
 // Open lets joins in. Until then the join endpoint answers 503: the server
@@ -58,6 +62,8 @@ func (s *Server) Front(next http.Handler) http.Handler {
 			s.serveCA(w, r)
 		case JoinPath:
 			s.serveJoin(w, r)
+		case ServerJoinPath:
+			s.serveServerJoin(w, r)
 		default:
 			next.ServeHTTP(w, r)
 		}

@@ -18,9 +18,13 @@ import (
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
-// sharedDatastore: other servers may use the same datastore, so the
-// cluster's CAs and keys go through it (package bootstrap).
+// sharedDatastore: other servers may use the same datastore (an external
+// one, or the embedded etcd others join), so the cluster's CAs and keys go
+// through it (package bootstrap) and the controllers are elected.
 func (r *run) sharedDatastore() bool {
+	if r.store != nil && r.store.Etcd != nil {
+		return true
+	}
 	ep := r.cfg.Datastore.Endpoint
 	return ep != "" && !strings.HasPrefix(ep, "sqlite://")
 }

@@ -4,7 +4,9 @@
 // server's own node → the periodic certificate renewal), reports readiness, and on a signal or a component's
 // failure stops every component in reverse start order. On an external
 // datastore the PKI's CAs and keys are shared with the other servers
-// through the datastore (package bootstrap), so they form one cluster.
+// through the datastore (package bootstrap), so they form one cluster; on
+// embedded etcd too, where a server given --server first joins the etcd
+// cluster through another server's /v1-k1s/server-join (etcdjoin.go).
 package server
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/k1s-io/k1s/internal/control"
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/datastore"
+	"github.com/k1s-io/k1s/internal/etcd"
 	"github.com/k1s-io/k1s/internal/executor"
 	"github.com/k1s-io/k1s/internal/gotune"
 	"github.com/k1s-io/k1s/internal/join"
@@ -163,19 +166,35 @@ func (r *run) steps() []pipeline.Step {
 }
 
 func (r *run) datastore(ctx context.Context) error {
-	if r.cfg.Snapshots.ClusterReset {
+	if r.cfg.Snapshots.ClusterReset && !r.cfg.EmbeddedEtcd() {
 		if err := r.restore(ctx); err != nil {
 			return err
 		}
 	}
+	// A server given --server joins the embedded etcd cluster there on its
+	// first start; later starts restart its member on its data.
+	var j *etcd.Join
+	if r.cfg.ServerURL != "" {
+		if r.cfg.HasEtcdData() {
+			r.log.Infof("this data dir holds an etcd member already: it restarts on its data (--server %s is used only on the first start)", r.cfg.ServerURL)
+		} else {
+			var err error
+			if j, err = r.joinEtcd(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	// A signal during a long SQLite vacuum ends start-up.
-	s, err := datastore.StartContext(ctx, r.cfg)
+	s, err := datastore.StartJoin(ctx, r.cfg, j)
 	if err != nil {
 		return err
 	}
 	r.store = s
 	r.log.Infof("datastore %s serving the etcd API at %v", s.Description, s.Endpoints)
 	r.scheduleSnapshots()
+	if s.Etcd != nil {
+		r.promoteLearners()
+	}
 	// Supervised only to be closed last: it is started first.
 	r.sup.Go("datastore", stopDatastore, func(ctx context.Context) error {
 		<-ctx.Done()
@@ -249,6 +268,9 @@ func (r *run) apiserver(ctx context.Context) error {
 		return err
 	}
 	js := &join.Server{PKI: r.pki, Secret: tok.Secret, TokenPath: r.cfg.TokenPath(), Cluster: r.cfg.Cluster, Kube: r.adminClient, Log: r.log}
+	if r.store.Etcd != nil {
+		js.Etcd = etcdMembers{r}
+	}
 	r.sup.Go("kube-apiserver", stopAPIServer, func(ctx context.Context) error { return r.exec.APIServer(ctx, args, js.Front) })
 	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
 	if err != nil {

@@ -60,6 +60,10 @@ func (r *run) scheduleSnapshots() {
 	if sn.Disable || sn.Schedule == "" {
 		return
 	}
+	if r.store.Etcd != nil {
+		r.log.Infof("no scheduled snapshots: k1s snapshots SQLite only; back the embedded etcd up with etcdctl snapshot save (client certificates in %s)", r.cfg.EtcdTLSDir())
+		return
+	}
 	if db == "" {
 		r.log.Infof("no scheduled snapshots: the datastore is external (%s); back it up with its own tool", r.store.Description)
 		return
