@@ -426,11 +426,13 @@ func TestClusterCrashedCreate(t *testing.T) {
 // delete leaves the host as it was.
 func TestClusterHA(t *testing.T) {
 	before := clusterHostState(t)
-	defer func() {
+	// A cleanup, registered first so it runs last: after createCluster's
+	// delete, also when the test fails.
+	t.Cleanup(func() {
 		if d := diffState(before, clusterHostState(t)); len(d) > 0 {
 			t.Errorf("host changed by the cluster:\n%s", strings.Join(d, "\n"))
 		}
-	}()
+	})
 	dir := t.TempDir()
 	kc := filepath.Join(dir, "ha.yaml")
 	cfg := filepath.Join(dir, "cluster.yaml")

@@ -249,7 +249,7 @@ func Create(ctx context.Context, o CreateOptions) (err error) {
 		return err
 	}
 	for i := range plan.Nodes {
-		if n := &plan.Nodes[i]; n.Role != "server" {
+		if n := &plan.Nodes[i]; n != srv {
 			if err := startRecorded(st, o.Exe, n); err != nil {
 				return err
 			}
