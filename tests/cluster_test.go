@@ -149,7 +149,7 @@ func TestClusterRefusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"ha", []string{"create", "r1", "--servers", "3"}, "HA clusters with 3 servers (issue 15) are not built yet"},
+		{"two servers", []string{"create", "r1", "--servers", "2"}, "2 servers: want 1, or 3 for an HA control plane"},
 		{"unknown field", []string{"create", "r1", "--config", write("bad.yaml", "nodes:\n- name: a\n  role: agent\n  lables: {x: y}\n")}, `unknown field "lables"`},
 		{"subnet taken", []string{"create", "r1", "--config", write("lo.yaml", "subnet: 127.0.0.0/24\n")}, "subnet 127.0.0.0/24 is taken: it overlaps 127.0.0.0/8"},
 		{"bad name", []string{"create", "R_1"}, `cluster name "R_1"`},
@@ -416,6 +416,73 @@ func TestClusterCrashedCreate(t *testing.T) {
 	}
 	if d := diffState(before, clusterHostState(t)); len(d) > 0 {
 		t.Fatalf("delete after a killed create left:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// TestClusterHA: `create --servers 3 --agents 1 --wait`: three servers on
+// one embedded etcd and an agent, all Ready, each server's node labelled
+// control-plane; with server-1 (the one the kubeconfig names) SIGKILLed,
+// the API still takes writes through server-2 and the agent stays Ready;
+// delete leaves the host as it was.
+func TestClusterHA(t *testing.T) {
+	before := clusterHostState(t)
+	// A cleanup, registered first so it runs last: after createCluster's
+	// delete, also when the test fails.
+	t.Cleanup(func() {
+		if d := diffState(before, clusterHostState(t)); len(d) > 0 {
+			t.Errorf("host changed by the cluster:\n%s", strings.Join(d, "\n"))
+		}
+	})
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "ha.yaml")
+	cfg := filepath.Join(dir, "cluster.yaml")
+	if err := os.WriteFile(cfg, []byte("serverArgs: [--disable=ingress]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := createCluster(t, "t-ha", "--servers", "3", "--agents", "1", "--wait", "180s", "--kubeconfig", kc, "--config", cfg)
+	if !strings.Contains(out, "all 4 nodes Ready") {
+		t.Fatalf("create output:\n%s", out)
+	}
+	eventually(t, 30*time.Second, "three servers' nodes labelled control-plane", func() error {
+		got, err := harness.Kubectl(kc, "get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.node-role\\.kubernetes\\.io/control-plane} {end}")
+		if err != nil {
+			return err
+		}
+		if want := "agent-1= server-1=true server-2=true server-3=true"; strings.TrimSpace(got) != want {
+			return fmt.Errorf("nodes %q, want %q", got, want)
+		}
+		return nil
+	})
+	var st struct{ Procs map[string]struct{ PID int } }
+	b, err := os.ReadFile(filepath.Join(clusterRoot, "t-ha", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	pid := st.Procs["server-1"].PID
+	if pid <= 0 {
+		t.Fatalf("no PID for server-1 in state.json: %s", b)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The host's kubeconfig names server-1; server-2 is the next address.
+	via2 := []string{"--server", strings.Replace(mustServer(t, kc), ".2:", ".3:", 1)}
+	eventually(t, 60*time.Second, "a write through server-2 with server-1 dead", func() error {
+		_, err := harness.Kubectl(kc, append(via2, "create", "configmap", "after-kill", "--from-literal=k=v")...)
+		return err
+	})
+	eventually(t, 90*time.Second, "agent-1 Ready after server-1 died", func() error {
+		out, err := harness.Kubectl(kc, append(via2, "get", "node", "agent-1", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)...)
+		if err != nil || out != "True" {
+			return fmt.Errorf("%q %v", out, err)
+		}
+		return nil
+	})
+	if code, out := k1sCluster(t, 3*time.Minute, "delete", "t-ha"); code != 0 {
+		t.Fatalf("delete: exit %d\n%s", code, out)
 	}
 }
 

@@ -114,7 +114,7 @@ func clusterCreateCommand() *cli.Command {
 		ArgsUsage: "[NAME]",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "agents", Usage: "number of agents (default 0, or the agents in --config)"},
-			&cli.IntFlag{Name: "servers", Value: 1, Usage: "number of servers: 1 (3, HA, is not built yet)"},
+			&cli.IntFlag{Name: "servers", Value: 1, Usage: "number of servers: 1, or 3 for an HA control plane on embedded etcd"},
 			&cli.StringFlag{Name: "config", Usage: "cluster.yaml: nodes, server flags, port mappings, subnet"},
 			&cli.StringSliceFlag{Name: "image", Usage: "image archive (*.tar, *.tar.zst…) imported on every node (repeatable)"},
 			&cli.StringSliceFlag{Name: "port", Aliases: []string{"p"}, Usage: "port mapping HOSTPORT:PORT[/udp][@NODE] from this host to a node (repeatable)"},

@@ -236,7 +236,8 @@ func Create(ctx context.Context, o CreateOptions) (err error) {
 	unlock()
 	unlock = nil
 
-	// The nodes: the server first, the agents once its token exists.
+	// The nodes: the (first) server first; the other servers, which join
+	// its etcd, and the agents once its token exists.
 	srv := plan.Server()
 	if err := startRecorded(st, o.Exe, srv); err != nil {
 		return err
@@ -248,7 +249,7 @@ func Create(ctx context.Context, o CreateOptions) (err error) {
 		return err
 	}
 	for i := range plan.Nodes {
-		if n := &plan.Nodes[i]; n.Role != "server" {
+		if n := &plan.Nodes[i]; n != srv {
 			if err := startRecorded(st, o.Exe, n); err != nil {
 				return err
 			}

@@ -17,7 +17,8 @@ type Config struct {
 	// Subnet is the bridge's IPv4 network (default: the first free
 	// 10.220.X.0/24). The host takes its first address, nodes the next.
 	Subnet string `json:"subnet,omitempty"`
-	// Servers must be 1: HA (3 servers) is not built yet.
+	// Servers is 1, or 3 for an HA control plane on embedded etcd (the
+	// first server starts it with --cluster-init, the others join it).
 	Servers int `json:"servers,omitempty"`
 	// Agents is the number of agents when Nodes lists none.
 	Agents *int `json:"agents,omitempty"`
@@ -75,8 +76,11 @@ var (
 	taintRE = regexp.MustCompile(`^[^=:]+(=[^:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$`)
 )
 
-// ErrHA is the refusal of more than one server.
-var ErrHA = fmt.Errorf("only 1 server is supported: HA clusters with 3 servers (issue 15) are not built yet; use --servers 1 (the default) and add agents")
+// errServers refuses a server count other than 1 or 3: etcd keeps its
+// quorum with a majority, so 2 servers survive no more than 1 does.
+func errServers(n int) error {
+	return fmt.Errorf("%d servers: want 1, or 3 for an HA control plane (etcd needs a majority, so 2 servers tolerate no more failures than 1, and 3 tolerate one)", n)
+}
 
 // Resolve merges the command line's counts into c (agents < 0: not
 // given) and checks the whole config, naming the field at fault.
@@ -84,11 +88,20 @@ func (c *Config) Resolve(servers, agents int) error {
 	if servers != 0 {
 		c.Servers = servers
 	}
-	if c.Servers == 0 {
-		c.Servers = 1
+	nServers := 0
+	for _, n := range c.Nodes {
+		if n.Role == "server" {
+			nServers++
+		}
 	}
-	if c.Servers != 1 {
-		return ErrHA
+	if c.Servers == 0 {
+		c.Servers = max(nServers, 1)
+	}
+	if c.Servers != 1 && c.Servers != 3 {
+		return errServers(c.Servers)
+	}
+	if nServers > 0 && nServers != c.Servers {
+		return fmt.Errorf("servers: %d, but the cluster config lists %d server nodes: give the servers in one place", c.Servers, nServers)
 	}
 	nAgents := 0
 	for _, n := range c.Nodes {
@@ -107,12 +120,24 @@ func (c *Config) Resolve(servers, agents int) error {
 		if c.Agents != nil {
 			n = *c.Agents
 		}
-		c.Nodes = append(c.Nodes, NodeConfig{Name: "server", Role: "server"})
+		if c.Servers == 1 {
+			c.Nodes = append(c.Nodes, NodeConfig{Name: "server", Role: "server"})
+		}
+		for i := 1; c.Servers > 1 && i <= c.Servers; i++ {
+			c.Nodes = append(c.Nodes, NodeConfig{Name: "server-" + strconv.Itoa(i), Role: "server"})
+		}
 		for i := 1; i <= n; i++ {
 			c.Nodes = append(c.Nodes, NodeConfig{Name: "agent-" + strconv.Itoa(i), Role: "agent"})
 		}
 	} else if !hasServer(c.Nodes) {
-		c.Nodes = append([]NodeConfig{{Name: "server", Role: "server"}}, c.Nodes...)
+		var srv []NodeConfig
+		if c.Servers == 1 {
+			srv = append(srv, NodeConfig{Name: "server", Role: "server"})
+		}
+		for i := 1; c.Servers > 1 && i <= c.Servers; i++ {
+			srv = append(srv, NodeConfig{Name: "server-" + strconv.Itoa(i), Role: "server"})
+		}
+		c.Nodes = append(srv, c.Nodes...)
 	}
 	if c.Agents != nil && *c.Agents < 0 {
 		return fmt.Errorf("agents: %d is negative", *c.Agents)
@@ -145,8 +170,8 @@ func (c *Config) Resolve(servers, agents int) error {
 			}
 		}
 	}
-	if servers != 1 {
-		return ErrHA
+	if servers != 1 && servers != 3 {
+		return errServers(servers)
 	}
 	if len(c.Nodes) > 200 {
 		return fmt.Errorf("nodes: %d nodes, at most 200", len(c.Nodes))

@@ -1,7 +1,7 @@
 package cluster
 
 import (
-	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -72,9 +72,10 @@ func TestResolveRefusals(t *testing.T) {
 		agents  int
 		want    string
 	}{
-		{"ha flag", Config{}, 3, -1, "issue 15"},
-		{"ha config", Config{Servers: 3}, 0, -1, "issue 15"},
-		{"two server nodes", Config{Nodes: []NodeConfig{{Name: "a", Role: "server"}, {Name: "b", Role: "server"}}}, 0, -1, "issue 15"},
+		{"two servers flag", Config{}, 2, -1, "2 servers: want 1, or 3"},
+		{"four servers config", Config{Servers: 4}, 0, -1, "4 servers: want 1, or 3"},
+		{"two server nodes", Config{Nodes: []NodeConfig{{Name: "a", Role: "server"}, {Name: "b", Role: "server"}}}, 0, -1, "2 servers: want 1, or 3"},
+		{"servers twice", Config{Nodes: []NodeConfig{{Name: "a", Role: "server"}}}, 3, -1, "servers: 3, but the cluster config lists 1 server nodes"},
 		{"bad role", Config{Nodes: []NodeConfig{{Name: "a", Role: "master"}}}, 0, -1, `nodes[1].role: "master"`},
 		{"bad name", Config{Nodes: []NodeConfig{{Name: "A_b", Role: "agent"}}}, 0, -1, `nodes[1].name: "A_b"`},
 		{"dup name", Config{Nodes: []NodeConfig{{Name: "a", Role: "agent"}, {Name: "a", Role: "agent"}}}, 0, -1, "used twice"},
@@ -93,9 +94,6 @@ func TestResolveRefusals(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want an error with %q, got %v", tc.want, err)
 			}
-			if tc.want == "issue 15" && !errors.Is(err, ErrHA) {
-				t.Fatalf("want ErrHA, got %v", err)
-			}
 		})
 	}
 }
@@ -110,5 +108,21 @@ func TestParsePort(t *testing.T) {
 	}
 	if _, err := ParsePort("a:b"); err == nil {
 		t.Fatal("a:b should be refused")
+	}
+}
+
+// --servers 3 without a node list: three servers, then the agents.
+func TestResolveThreeServers(t *testing.T) {
+	c := Config{}
+	if err := c.Resolve(3, 1); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range c.Nodes {
+		got = append(got, n.Role+":"+n.Name)
+	}
+	want := []string{"server:server-1", "server:server-2", "server:server-3", "agent:agent-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("nodes %v, want %v", got, want)
 	}
 }

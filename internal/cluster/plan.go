@@ -25,7 +25,8 @@ type Plan struct {
 	Gateway string // the bridge's address, the host's side
 	Nodes   []NodePlan
 	Ports   []PortConfig
-	// ServerURL is how the host and the agents reach the apiserver.
+	// ServerURL is how the host, the agents and the other servers reach
+	// the first server's apiserver.
 	ServerURL  string
 	ClusterDNS string
 	TokenFile  string
@@ -47,7 +48,8 @@ type NodePlan struct {
 	Args       []string // after the k1s executable
 }
 
-// Server is the plan's server node.
+// Server is the plan's first server node: the only one, or the one that
+// starts embedded etcd and that the others join.
 func (p *Plan) Server() *NodePlan {
 	for i := range p.Nodes {
 		if p.Nodes[i].Role == "server" {
@@ -156,7 +158,7 @@ func NewPlan(name, dir, prefix, subnet string, c *Config) (*Plan, error) {
 		Ports: c.Ports, TokenFile: filepath.Join(dir, "token"),
 		ClusterDNS: argValue(c.ServerArgs, "cluster-dns", "10.43.0.10"),
 	}
-	// The server gets .2 whatever its place in the list, so its URL is stable.
+	// The (first) server gets .2 whatever its place in the list, so its URL is stable.
 	order := make([]NodeConfig, len(c.Nodes))
 	copy(order, c.Nodes)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Role == "server" && order[j].Role != "server" })
@@ -172,7 +174,7 @@ func NewPlan(name, dir, prefix, subnet string, c *Config) (*Plan, error) {
 			KubeletDir: filepath.Join(nd, "kubelet"), LogPath: filepath.Join(nd, "k1s.log"),
 			CgroupRoot: "/k1s-cluster-" + prefix + "-" + nc.Name,
 		}
-		if nc.Role == "server" {
+		if nc.Role == "server" && p.ServerURL == "" {
 			p.ServerURL = "https://" + net.JoinHostPort(np.IP, port)
 		}
 		p.Nodes = append(p.Nodes, np)
@@ -195,12 +197,23 @@ func NewPlan(name, dir, prefix, subnet string, c *Config) (*Plan, error) {
 			// take each other's Pods for orphans.
 			"--kubelet-arg=cgroup-root=" + np.CgroupRoot,
 		}
-		if nc.Role == "server" {
+		first := p.Server()
+		switch {
+		case np == first:
 			args = append(args, "--advertise-address", np.IP, "--tls-san", np.IP,
 				"--write-kubeconfig", filepath.Join(np.Dir, "admin.kubeconfig"),
 				"--token-file", p.TokenFile)
+			if c.Servers > 1 {
+				args = append(args, "--cluster-init")
+			}
 			args = append(args, c.ServerArgs...)
-		} else {
+		case nc.Role == "server":
+			// Joins the first server's etcd; the full token pins its CA.
+			args = append(args, "--advertise-address", np.IP, "--tls-san", np.IP,
+				"--write-kubeconfig", filepath.Join(np.Dir, "admin.kubeconfig"),
+				"--server", p.ServerURL, "--token-file", filepath.Join(first.DataDir, "server", "token"))
+			args = append(args, c.ServerArgs...)
+		default:
 			// The server's full K10… token pins its CA; it exists once the server has started.
 			args = append(args, "--server", p.ServerURL,
 				"--token-file", filepath.Join(p.Server().DataDir, "server", "token"))

@@ -3,6 +3,7 @@ package cluster
 import (
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -136,5 +137,52 @@ func TestHostRulesIsolateClusters(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Three servers: the first starts embedded etcd and gets .2 and the
+// cluster's URL; the others join it with its full token, which pins its CA.
+func TestNewPlanThreeServers(t *testing.T) {
+	c := &Config{}
+	if err := c.Resolve(3, 1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan("ha", "/var/lib/k1s-cluster/ha", "k1c0abc", "10.220.9.0/24", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ServerURL != "https://10.220.9.2:6443" || p.Server().Name != "server-1" {
+		t.Fatalf("URL %s, first server %s", p.ServerURL, p.Server().Name)
+	}
+	args := map[string]string{}
+	for _, n := range p.Nodes {
+		args[n.Name] = strings.Join(n.Args, " ")
+	}
+	if a := args["server-1"]; !strings.Contains(a, "--cluster-init") || strings.Contains(a, "--server ") ||
+		!strings.Contains(a, "--token-file /var/lib/k1s-cluster/ha/token") {
+		t.Errorf("server-1 args: %s", a)
+	}
+	firstToken := "--token-file /var/lib/k1s-cluster/ha/nodes/server-1/data/server/token"
+	for i, name := range []string{"server-2", "server-3"} {
+		a := args[name]
+		ip := "10.220.9." + strconv.Itoa(3+i)
+		if !strings.HasPrefix(a, "server ") || strings.Contains(a, "--cluster-init") || !strings.Contains(a, "--server https://10.220.9.2:6443") ||
+			!strings.Contains(a, firstToken) || !strings.Contains(a, "--advertise-address "+ip) {
+			t.Errorf("%s args: %s", name, a)
+		}
+	}
+	if a := args["agent-1"]; !strings.Contains(a, "--server https://10.220.9.2:6443") || !strings.Contains(a, firstToken) {
+		t.Errorf("agent-1 args: %s", a)
+	}
+	one := &Config{}
+	if err := one.Resolve(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	p1, err := NewPlan("one", "/d", "k1c0abd", "10.220.8.0/24", one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(p1.Server().Args, " "), "--cluster-init") {
+		t.Errorf("a one-server cluster must stay on SQLite: %v", p1.Server().Args)
 	}
 }
