@@ -235,7 +235,7 @@ unit:
 # TestClusterNetworking's vxlan; a containerd left by a killed k1s), or are
 # add-ons whose logic unit tests cover (local-path's planner, helmctl).
 E2E_PKGS = $(filter-out %/tests/release,$(shell $(GO) list ./tests/...))
-E2E_ALL_ONLY := ^(TestWorkloads|TestHorizontalPodAutoscaler|TestMultiNode|TestContainerdLeftoverIsReplaced|TestImagePullSecrets|TestMetricsServer|TestLocalStorage|TestHelmChart|TestNetworkPolicy|TestHAExternalDatastore)$$
+E2E_ALL_ONLY := ^(TestWorkloads|TestHorizontalPodAutoscaler|TestMultiNode|TestContainerdLeftoverIsReplaced|TestImagePullSecrets|TestMetricsServer|TestLocalStorage|TestHelmChart|TestNetworkPolicy|TestHAExternalDatastore|TestHAEmbeddedEtcd|TestClusterHA)$$
 E2E_GO_TEST = K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -trimpath -tags "$(TAGS)" -timeout 45m -v
 e2e: build images
 	$(E2E_GO_TEST) -skip '$(E2E_ALL_ONLY)' $(E2E_PKGS)
@@ -271,7 +271,7 @@ test-all: deps build images unit dce-check e2e-all
 bench: build images
 	$(GO) run ./tests/bench -bin $(CURDIR)/bin/k1s -out docs/benchmarks.md
 	cd tests && K1S_BIN=$(CURDIR)/bin/k1s K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md \
-		$(GO) test -count=1 -run '^$$' -bench 'BenchmarkNetwork|BenchmarkDatastoreChurn|BenchmarkHundredPods|BenchmarkAddonCost' -benchtime 1x -timeout 45m .
+		$(GO) test -count=1 -run '^$$' -bench 'BenchmarkNetwork|BenchmarkDatastoreChurn|BenchmarkHundredPods|BenchmarkAddonCost|BenchmarkDatastoreWrites' -benchtime 1x -timeout 45m .
 	$(MAKE) --no-print-directory release-amd64
 	K1S_BENCH_REPORT=$(CURDIR)/docs/benchmarks.md $(MAKE) --no-print-directory bench-release
 

@@ -154,7 +154,7 @@ func TestEmbeddedEtcdClusterInit(t *testing.T) {
 
 // newEtcdServer prepares a control-plane server in lab host h on the
 // apiserver port port (0: a free one) with extra flags.
-func newEtcdServer(t *testing.T, h *harness.NetHost, port int, extra ...string) *harness.Server {
+func newEtcdServer(t testing.TB, h *harness.NetHost, port int, extra ...string) *harness.Server {
 	t.Helper()
 	s, err := harness.NewServer(t.TempDir(), append([]string{haDisable}, extra...)...)
 	if err != nil {
