@@ -414,3 +414,17 @@ func TestConfigFileRefusesConfigAlias(t *testing.T) {
 		t.Fatalf("err = %v, want the alias of --config refused", err)
 	}
 }
+
+// `k1s snapshot save` on a data dir with embedded etcd says what to use
+// instead, rather than that no SQLite database is there.
+func TestSnapshotSaveOnEtcdDataDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "server", "db", "etcd", "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := newApp(io.Discard, io.Discard).Run([]string{"k1s", "snapshot", "save", "--data-dir", dir})
+	if err == nil || !strings.Contains(err.Error(), "holds an embedded etcd") ||
+		!strings.Contains(err.Error(), filepath.Join(dir, "server", "tls", "etcd")+"/client.crt") {
+		t.Fatalf("snapshot save on an etcd data dir = %v", err)
+	}
+}

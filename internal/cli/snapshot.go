@@ -30,7 +30,12 @@ func snapshotCommand() *cli.Command {
 				Usage: "take a consistent snapshot while the server runs",
 				Flags: d.cliFlags(false, dirFlag, &cli.StringFlag{Name: "name", Usage: "snapshot name; the time is appended", Value: snapshot.OnDemand, Destination: &name}),
 				Action: func(c *cli.Context) error {
-					db := d.server().DBDir() + "/state.db"
+					srv := d.server()
+					db := srv.SQLiteDB()
+					if srv.HasEtcdData() {
+						tls := srv.EtcdTLSDir()
+						return fmt.Errorf("%s holds an embedded etcd, which k1s snapshots do not cover yet: take an etcd snapshot with `etcdctl --endpoints https://127.0.0.1:2379 --cacert %s/server-ca.crt --cert %s/client.crt --key %s/client.key snapshot save FILE` on the server", srv.DataDir, tls, tls, tls)
+					}
 					if _, err := os.Stat(db); err != nil {
 						return fmt.Errorf("no SQLite database at %s: with --datastore-endpoint (PostgreSQL, MySQL or etcd) back up with the datastore's own tool (pg_dump, mysqldump, etcdctl snapshot save); otherwise set --data-dir", db)
 					}
