@@ -34,7 +34,7 @@ func certificateCommand() *cli.Command {
 					return fmt.Errorf("--output %q: use table or json", output)
 				}
 				srv := d.server()
-				certs, err := pki.Inventory(time.Now(), srv.TLSDir(), filepath.Join(d.DataDir, "agent", "pki"))
+				certs, err := pki.Inventory(time.Now(), srv.TLSDir(), srv.EtcdTLSDir(), filepath.Join(d.DataDir, "agent", "pki"))
 				if err != nil {
 					return err
 				}

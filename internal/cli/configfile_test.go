@@ -2,6 +2,7 @@ package cli
 
 import (
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/pki"
 )
 
 // runServer runs a `server` command built from serverFlags with args, doing
@@ -426,5 +428,24 @@ func TestSnapshotSaveOnEtcdDataDir(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "holds an embedded etcd") ||
 		!strings.Contains(err.Error(), filepath.Join(dir, "server", "tls", "etcd")+"/client.crt") {
 		t.Fatalf("snapshot save on an etcd data dir = %v", err)
+	}
+}
+
+// `k1s certificate check` lists the embedded etcd member's certificates
+// too: they expire like the others.
+func TestCertificateCheckListsEtcd(t *testing.T) {
+	dir := t.TempDir()
+	etcdTLS := filepath.Join(dir, "server", "tls", "etcd")
+	if _, err := pki.EnsureEtcd(pki.EtcdFiles{Dir: etcdTLS}, net.ParseIP("192.0.2.7"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := newApp(&out, io.Discard).Run([]string{"k1s", "certificate", "check", "-o", "json", "--data-dir", dir}); err != nil {
+		t.Fatalf("certificate check: %v\n%s", err, out.String())
+	}
+	for _, f := range []string{"server-ca.crt", "peer-ca.crt", "serving.crt", "client.crt", "peer.crt"} {
+		if !strings.Contains(out.String(), filepath.Join(etcdTLS, f)) {
+			t.Errorf("certificate check does not list %s:\n%s", f, out.String())
+		}
 	}
 }
