@@ -422,8 +422,9 @@ func TestClusterCrashedCreate(t *testing.T) {
 // TestClusterHA: `create --servers 3 --agents 1 --wait`: three servers on
 // one embedded etcd and an agent, all Ready, each server's node labelled
 // control-plane; with server-1 (the one the kubeconfig names) SIGKILLed,
-// the API still takes writes through server-2 and the agent stays Ready;
-// delete leaves the host as it was.
+// the API still takes writes through server-2, the agent stays Ready and
+// its Pod keeps answering through a port mapping; delete leaves the host
+// as it was.
 func TestClusterHA(t *testing.T) {
 	before := clusterHostState(t)
 	// A cleanup, registered first so it runs last: after createCluster's
@@ -439,10 +440,67 @@ func TestClusterHA(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("serverArgs: [--disable=ingress]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := createCluster(t, "t-ha", "--servers", "3", "--agents", "1", "--wait", "180s", "--kubeconfig", kc, "--config", cfg)
+	ports, err := harness.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := createCluster(t, "t-ha", "--servers", "3", "--agents", "1", "--wait", "180s", "--kubeconfig", kc, "--config", cfg,
+		"-p", fmt.Sprintf("%d:30081@agent-1", ports[0]))
 	if !strings.Contains(out, "all 4 nodes Ready") {
 		t.Fatalf("create output:\n%s", out)
 	}
+	t.Logf("create --servers 3 --agents 1:\n%s", out)
+	// A web Pod on the agent, reached from the host through the mapping.
+	img := filepath.Join(dir, "web.tar")
+	const ref = "docker.io/k1s-test/web:1"
+	if err := images.Busybox(img, ref, "sh", "-c", "mkdir -p /www && echo ha-web > /www/index.html && exec httpd -f -p 8080 -h /www"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := k1sCluster(t, 2*time.Minute, "load", "t-ha", img); code != 0 {
+		t.Fatalf("load: exit %d\n%s", code, out)
+	}
+	manifest := filepath.Join(dir, "web.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: agent-1}
+      containers:
+      - {name: web, image: `+ref+`, imagePullPolicy: Never, ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := harness.Kubectl(kc, "apply", "-f", manifest); err != nil {
+		t.Fatal(out)
+	}
+	web := fmt.Sprintf("http://127.0.0.1:%d/", ports[0])
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func() error {
+		resp, err := client.Get(web)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if strings.TrimSpace(string(b)) != "ha-web" {
+			return fmt.Errorf("%s answered %q", web, b)
+		}
+		return nil
+	}
+	eventually(t, 2*time.Minute, "the agent's web Pod answering through the port mapping", get)
 	eventually(t, 30*time.Second, "three servers' nodes labelled control-plane", func() error {
 		got, err := harness.Kubectl(kc, "get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.node-role\\.kubernetes\\.io/control-plane} {end}")
 		if err != nil {
@@ -481,6 +539,16 @@ func TestClusterHA(t *testing.T) {
 		}
 		return nil
 	})
+	// For a minute, longer than the node controller's grace period, so a
+	// node cut off from the API would be NotReady by the end.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Second) {
+		if err := get(); err != nil {
+			t.Fatalf("the agent's Pod stopped answering with server-1 dead: %v", err)
+		}
+	}
+	if out, err := harness.Kubectl(kc, append(via2, "get", "node", "agent-1", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)...); err != nil || out != "True" {
+		t.Fatalf("agent-1 not Ready a minute after server-1 died: %q %v", out, err)
+	}
 	if code, out := k1sCluster(t, 3*time.Minute, "delete", "t-ha"); code != 0 {
 		t.Fatalf("delete: exit %d\n%s", code, out)
 	}
