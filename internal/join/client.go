@@ -63,15 +63,11 @@ type Client struct {
 func (c *Client) Join(ctx context.Context, req Request) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	caPEM, err := c.fetchCA(ctx)
+	pool, err := c.serverCA(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, &Permanent{fmt.Errorf("the server at %s sent no usable CA certificate at %s", c.URL, CACertsPath)}
-	}
-	code, hdr, data, err := c.send(ctx, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, "Bearer "+c.Token.Secret, req)
+	code, hdr, data, err := c.send(ctx, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, "Bearer "+c.Token.Secret, JoinPath, req, 1<<20)
 	if err != nil {
 		var uerr x509.HostnameError
 		if errors.As(err, &uerr) {
@@ -87,9 +83,9 @@ func (c *Client) Join(ctx context.Context, req Request) (*Response, error) {
 
 // send posts req to the join endpoint over tlsConf, with auth as the
 // Authorization header unless it is empty.
-func (c *Client) send(ctx context.Context, tlsConf *tls.Config, auth string, req Request) (int, http.Header, []byte, error) {
+func (c *Client) send(ctx context.Context, tlsConf *tls.Config, auth, path string, req any, limit int64) (int, http.Header, []byte, error) {
 	body, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+JoinPath, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -103,7 +99,7 @@ func (c *Client) send(ctx context.Context, tlsConf *tls.Config, auth string, req
 		return 0, nil, nil, fmt.Errorf("joining %s: %w", c.URL, err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
 	return resp.StatusCode, resp.Header, data, nil
 }
 
@@ -125,6 +121,19 @@ func (c *Client) answer(code int, hdr http.Header, data []byte) (*Response, erro
 		return nil, fmt.Errorf("joining %s: malformed answer: %w", c.URL, err)
 	}
 	return &out, nil
+}
+
+// serverCA is the server's CA as a pool, fetched and checked (fetchCA).
+func (c *Client) serverCA(ctx context.Context) (*x509.CertPool, error) {
+	caPEM, err := c.fetchCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, &Permanent{fmt.Errorf("the server at %s sent no usable CA certificate at %s", c.URL, CACertsPath)}
+	}
+	return pool, nil
 }
 
 // fetchCA gets the CA without trusting the connection, then trusts it only
@@ -237,7 +246,7 @@ func (c *Client) Rejoin(ctx context.Context, req Request, id *Identity) (*Respon
 	conf := &tls.Config{RootCAs: id.ServerCA, MinVersion: tls.VersionTLS12,
 		// Always present it, so that a refusal comes with the server's reason.
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &id.Cert, nil }}
-	code, hdr, data, err := c.send(ctx, conf, "", req)
+	code, hdr, data, err := c.send(ctx, conf, "", JoinPath, req, 1<<20)
 	if err != nil {
 		var uerr x509.UnknownAuthorityError
 		var verr *tls.CertificateVerificationError

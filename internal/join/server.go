@@ -85,21 +85,36 @@ func (s *Server) serveCA(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(data)
 }
 
-func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
+// admit answers what the join endpoints refuse before reading a token:
+// another method than POST, a server still starting, a source throttled
+// for wrong tokens. ready (nil for none) may refuse first with its own
+// answer. ok is false when w has been answered.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, ready func() bool) (lim *limiter, addr string, ok bool) {
 	if r.Method != http.MethodPost {
 		fail(w, http.StatusMethodNotAllowed, "use POST")
-		return
+		return nil, "", false
+	}
+	if ready != nil && !ready() {
+		return nil, "", false
 	}
 	if !s.open.Load() {
 		w.Header().Set("Retry-After", "2")
 		fail(w, http.StatusServiceUnavailable, "server is starting: try again shortly")
-		return
+		return nil, "", false
 	}
-	lim, addr := s.limiter(), sourceOf(r.RemoteAddr)
-	if wait, ok := lim.blocked(addr); ok {
+	lim, addr = s.limiter(), sourceOf(r.RemoteAddr)
+	if wait, blocked := lim.blocked(addr); blocked {
 		secs := int(wait.Seconds()) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		fail(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed joins from %s: try again in %d s", addr, secs))
+		return nil, "", false
+	}
+	return lim, addr, true
+}
+
+func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
+	lim, addr, ok := s.admit(w, r, nil)
+	if !ok {
 		return
 	}
 	refuse := func(code int, msg string) {

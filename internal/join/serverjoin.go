@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -56,24 +54,14 @@ var ErrTryLater = errors.New("another server is joining: try again shortly")
 // serveServerJoin admits another server: the server token only (never a
 // bootstrap token: a server holds every key of the cluster), one at a time.
 func (s *Server) serveServerJoin(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		fail(w, http.StatusMethodNotAllowed, "use POST")
-		return
-	}
-	if s.Etcd == nil {
-		fail(w, http.StatusNotFound, "this server does not run embedded etcd (start the first server with --cluster-init)")
-		return
-	}
-	if !s.open.Load() {
-		w.Header().Set("Retry-After", "2")
-		fail(w, http.StatusServiceUnavailable, "server is starting: try again shortly")
-		return
-	}
-	lim, addr := s.limiter(), sourceOf(r.RemoteAddr)
-	if wait, ok := lim.blocked(addr); ok {
-		secs := int(wait.Seconds()) + 1
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		fail(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed joins from %s: try again in %d s", addr, secs))
+	lim, addr, ok := s.admit(w, r, func() bool {
+		if s.Etcd == nil {
+			fail(w, http.StatusNotFound, "this server does not run embedded etcd (start the first server with --cluster-init)")
+			return false
+		}
+		return true
+	})
+	if !ok {
 		return
 	}
 	want, err := s.serverSecret()
@@ -159,36 +147,22 @@ func checkPeer(req ServerJoinRequest) string {
 func (c *Client) ServerJoin(ctx context.Context, req ServerJoinRequest) (*ServerJoinResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	caPEM, err := c.fetchCA(ctx)
+	pool, err := c.serverCA(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, &Permanent{fmt.Errorf("the server at %s sent no usable CA certificate at %s", c.URL, CACertsPath)}
-	}
-	body, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+ServerJoinPath, strings.NewReader(string(body)))
+	code, _, data, err := c.send(ctx, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, "Bearer "+c.Token.Secret, ServerJoinPath, req, 4<<20)
 	if err != nil {
 		return nil, err
 	}
-	hreq.Header.Set("Authorization", "Bearer "+c.Token.Secret)
-	hreq.Header.Set("Content-Type", "application/json")
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	resp, err := hc.Do(hreq)
-	if err != nil {
-		return nil, fmt.Errorf("joining %s: %w", c.URL, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	switch resp.StatusCode {
+	switch code {
 	case http.StatusOK:
 	case http.StatusUnauthorized:
 		return nil, &Permanent{fmt.Errorf("the server at %s refused the token (%s): use the first server's <data-dir>/server/token", c.URL, message(data))}
 	case http.StatusNotFound, http.StatusBadRequest:
 		return nil, &Permanent{fmt.Errorf("the server at %s refused to add this server: %s", c.URL, message(data))}
 	default:
-		return nil, &RetryAfter{After: 5 * time.Second, Err: fmt.Errorf("joining %s: %s: %s", c.URL, resp.Status, message(data))}
+		return nil, &RetryAfter{After: 5 * time.Second, Err: fmt.Errorf("joining %s: %d %s: %s", c.URL, code, http.StatusText(code), message(data))}
 	}
 	var out ServerJoinResponse
 	if err := json.Unmarshal(data, &out); err != nil {
