@@ -34,22 +34,22 @@ func BenchmarkDatastoreWrites(b *testing.B) {
 	}
 	lab := harness.NewLab(b)
 
-	sq := newEtcdServer(b, lab.AddHost(b, "wsq"), 0)
+	sq := newLabServer(b, lab.AddHost(b, "wsq"), 0)
 	startExisting(b, sq)
 	measure("SQLite (kine)", sq)
 
-	one := newEtcdServer(b, lab.AddHost(b, "we1"), 0, "--cluster-init")
+	one := newLabServer(b, lab.AddHost(b, "we1"), 0, "--cluster-init")
 	startExisting(b, one)
 	measure("embedded etcd, 1 server", one)
 
-	first := newEtcdServer(b, lab.AddHost(b, "wh1"), 0, "--cluster-init")
+	first := newLabServer(b, lab.AddHost(b, "wh1"), 0, "--cluster-init")
 	startExisting(b, first)
 	token, err := os.ReadFile(filepath.Join(first.DataDir, "server", "token"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, name := range []string{"wh2", "wh3"} {
-		s := newEtcdServer(b, lab.AddHost(b, name), first.Port, "--server", "https://"+first.Addr(), "--token", strings.TrimSpace(string(token)))
+		s := newLabServer(b, lab.AddHost(b, name), first.Port, "--server", "https://"+first.Addr(), "--token", strings.TrimSpace(string(token)))
 		began := time.Now()
 		startExisting(b, s)
 		joins = append(joins, time.Since(began))

@@ -152,15 +152,18 @@ func TestEmbeddedEtcdClusterInit(t *testing.T) {
 	})
 }
 
-// newEtcdServer prepares a control-plane server in lab host h on the
-// apiserver port port (0: a free one) with extra flags.
-func newEtcdServer(t testing.TB, h *harness.NetHost, port int, extra ...string) *harness.Server {
+// newLabServer prepares a control-plane server in lab host h on the
+// apiserver port port (0: a free one), on SQLite unless extra names
+// another datastore (--cluster-init, --server, --datastore-endpoint).
+func newLabServer(t testing.TB, h *harness.NetHost, port int, extra ...string) *harness.Server {
 	t.Helper()
 	s, err := harness.NewServer(t.TempDir(), append([]string{haDisable}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if port != 0 {
+		// Every apiserver of the kubernetes Service must listen on the same
+		// port: the endpoints have one.
 		i := slices.Index(s.Args, "--https-listen-port")
 		s.Args[i+1] = strconv.Itoa(port)
 		s.Port = port
@@ -207,7 +210,7 @@ func etcdMembers(h *harness.NetHost, s *harness.Server) (voters []string, all in
 func TestHAEmbeddedEtcd(t *testing.T) {
 	lab := harness.NewLab(t)
 	h1, h2, h3 := lab.AddHost(t, "e1"), lab.AddHost(t, "e2"), lab.AddHost(t, "e3")
-	a := newEtcdServer(t, h1, 0, "--cluster-init")
+	a := newLabServer(t, h1, 0, "--cluster-init")
 	keepLogsOnFailure(t, a)
 	startExisting(t, a)
 	tokenB, err := os.ReadFile(filepath.Join(a.DataDir, "server", "token"))
@@ -218,7 +221,7 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 	kc := a.Kubeconfig
 	joined := []*harness.Server{a}
 	for i, h := range []*harness.NetHost{h2, h3} {
-		s := newEtcdServer(t, h, a.Port, "--server", "https://"+a.Addr(), "--token", token)
+		s := newLabServer(t, h, a.Port, "--server", "https://"+a.Addr(), "--token", token)
 		keepLogsOnFailure(t, s)
 		began := time.Now()
 		startExisting(t, s)

@@ -27,19 +27,7 @@ const haDisable = "--disable=metrics-server,ingress,dashboard,helm-controller,lo
 // datastore, on port (0: a free one).
 func newHAServer(t *testing.T, h *harness.NetHost, dsn string, port int, extra ...string) *harness.Server {
 	t.Helper()
-	s, err := harness.NewServer(t.TempDir(), append([]string{"--datastore-endpoint", dsn, haDisable}, extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if port != 0 {
-		// Every apiserver of the kubernetes Service must listen on the same
-		// port: the endpoints have one.
-		i := slices.Index(s.Args, "--https-listen-port")
-		s.Args[i+1] = strconv.Itoa(port)
-		s.Port = port
-	}
-	s.PlaceIn(h)
-	return s
+	return newLabServer(t, h, port, append([]string{"--datastore-endpoint", dsn}, extra...)...)
 }
 
 // keepLogsOnFailure copies the servers' logs out of the test's temp dirs
