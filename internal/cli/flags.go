@@ -83,6 +83,7 @@ func serverFlags(cfg *config.Server) *binder {
 	b.str("token-file", "file holding the join token", &cfg.TokenFile, "")
 	b.bool("cluster-init", "start a new cluster on an embedded etcd member instead of SQLite (other servers can join it; a data dir holding etcd data starts on it without this flag)", &cfg.ClusterInit)
 	b.str("server", "URL of a server of an embedded-etcd cluster to join on the first start, e.g. https://10.0.0.1:6443 (with the cluster's --token)", &cfg.ServerURL, "", "s")
+	b.bool("remove-member", "embedded etcd, with this server stopped: remove its etcd member from the cluster, move <data-dir>/server/db/etcd aside, delete its Node, and exit (to join again later: --server)", &cfg.RemoveMember)
 	b.str("datastore-endpoint", "postgres://, mysql://, sqlite:// or https:// etcd endpoints (default: SQLite in the data dir)", &cfg.Datastore.Endpoint, "")
 	b.str("datastore-cafile", "CA bundle for the datastore's TLS", &cfg.Datastore.CAFile, "")
 	b.str("datastore-certfile", "client certificate for the datastore", &cfg.Datastore.CertFile, "")

@@ -110,6 +110,10 @@ type Server struct {
 	// joins on its first start (--server); a data dir holding etcd data
 	// restarts on it instead.
 	ServerURL string
+	// RemoveMember removes this server's embedded etcd member from its
+	// cluster and moves its etcd data aside instead of serving
+	// (--remove-member, with the server stopped).
+	RemoveMember bool
 
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
@@ -340,6 +344,9 @@ func (s *Server) Validate() error {
 // validateEtcd checks --cluster-init against the datastore flags and
 // what the data dir already holds.
 func (s *Server) validateEtcd() error {
+	if err := s.validateRemoveMember(); err != nil {
+		return err
+	}
 	if s.ServerURL != "" {
 		switch u, err := url.Parse(s.ServerURL); {
 		case err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/"):
@@ -381,6 +388,28 @@ func (s *Server) validateEtcd() error {
 		if !s.HasEtcdData() {
 			return fmt.Errorf("--cluster-reset on embedded etcd restarts this data dir's etcd member as a one-member cluster, but %s holds no etcd data", s.EtcdDir())
 		}
+	}
+	return nil
+}
+
+// validateRemoveMember refuses --remove-member where there is no
+// embedded etcd member to remove. The usual flags of the server (even
+// --cluster-init or --server, which a data dir holding etcd data ignores)
+// are accepted with it.
+func (s *Server) validateRemoveMember() error {
+	if !s.RemoveMember {
+		return nil
+	}
+	switch {
+	case s.Datastore.Endpoint != "":
+		return fmt.Errorf("--remove-member is for embedded etcd: servers on --datastore-endpoint share a database that has no members; stop the server and delete its Node (kubectl delete node)")
+	case s.Snapshots.ClusterReset:
+		return fmt.Errorf("--remove-member removes this server from its cluster, --cluster-reset makes it a cluster of its own: give one of them")
+	case !s.HasEtcdData():
+		if _, err := os.Stat(s.SQLiteDB()); err == nil {
+			return fmt.Errorf("--remove-member is for embedded etcd: the data dir %s holds a SQLite datastore (%s), which has no members to remove", s.DataDir, s.SQLiteDB())
+		}
+		return fmt.Errorf("--remove-member is for embedded etcd: the data dir %s holds no etcd member data (%s); give this server's --data-dir", s.DataDir, s.EtcdDir())
 	}
 	return nil
 }

@@ -65,6 +65,22 @@ func TestClusterInitRefusals(t *testing.T) {
 			s.ClusterInit = true
 			s.Snapshots.ClusterReset = true
 		}, []string{"--cluster-reset", "holds no etcd data"}},
+		{"remove member on a datastore endpoint", func(t *testing.T, s *Server) {
+			s.RemoveMember, s.Datastore.Endpoint = true, "postgres://u:pw@db/k1s"
+		}, []string{"--remove-member is for embedded etcd", "no members", "kubectl delete node"}},
+		{"remove member on SQLite data", func(t *testing.T, s *Server) {
+			s.RemoveMember = true
+			mkfile(t, s.SQLiteDB())
+		}, []string{"--remove-member is for embedded etcd", "SQLite", "state.db"}},
+		{"remove member without etcd data", func(t *testing.T, s *Server) {
+			s.RemoveMember, s.ClusterInit = true, true
+		}, []string{"--remove-member is for embedded etcd", "no etcd member data", "--data-dir"}},
+		{"remove member with cluster reset", func(t *testing.T, s *Server) {
+			s.RemoveMember, s.Snapshots.ClusterReset = true, true
+			if err := os.MkdirAll(filepath.Join(s.EtcdDir(), "member"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"--remove-member", "--cluster-reset", "one of them"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := validServer(t)
@@ -115,6 +131,12 @@ func TestEmbeddedEtcdChoice(t *testing.T) {
 		t.Errorf("--cluster-reset on etcd data: %v", err)
 	}
 	s.Snapshots.ClusterReset = false
+	// --remove-member on etcd data, with the server's usual flags.
+	s.RemoveMember, s.ServerURL, s.Token = true, "https://192.0.2.1:6443", "0123456789abcdef0123"
+	if err := s.Validate(); err != nil {
+		t.Errorf("--remove-member on etcd data: %v", err)
+	}
+	s.RemoveMember, s.ServerURL, s.Token = false, "", ""
 	// A joined server restarts with its --server flag but no token.
 	s.ServerURL = "https://192.0.2.1:6443"
 	if err := s.Validate(); err != nil || !s.EmbeddedEtcd() {

@@ -11,7 +11,12 @@
 // once the member answers a linearizable read (it has a leader and, in a
 // cluster of several, quorum); Stop closes it. With --cluster-reset the
 // member restarts once as a one-member cluster (etcd's force-new-cluster),
-// for a survivor of a quorum loss.
+// for a survivor of a quorum loss. A member the cluster removes (its
+// server's Node deleted, `k1s server --remove-member` elsewhere, etcdctl)
+// stops on its own: Stopped is closed, and RemovedError says what happened
+// and how to join again; the data dir remembers it (Member.Removed), so a
+// restart on that data is refused at once. removal.go decides which member
+// a deleted Node's removal takes, and when it must be refused.
 package etcd
 
 import (
@@ -146,6 +151,9 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 	if err := os.MkdirAll(cfg.DBDir(), 0o700); err != nil {
 		return nil, err
 	}
+	if id, removed := WasRemoved(cfg); removed {
+		return nil, RemovedError(cfg, id)
+	}
 	if cfg.Snapshots.ClusterReset && !ec.ForceNewCluster {
 		log.Warnf("--cluster-reset: this member was reset already (%s): starting without resetting again; remove --cluster-reset (or delete that file to reset once more)", resetMarker(cfg))
 	}
@@ -169,6 +177,8 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 			ready = nil
 		case err := <-e.Err():
 			return fail(fmt.Errorf("embedded etcd: %w", err))
+		case <-m.Stopped():
+			return fail(m.removed(cfg))
 		case <-ticker.C:
 			log.Infof("embedded etcd member %s not ready after %s: it waits for a leader (with several servers, a majority of them must be up)", ec.Name, time.Since(began).Round(time.Second))
 		case <-ctx.Done():
@@ -190,6 +200,8 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 		select {
 		case err := <-e.Err():
 			return fail(fmt.Errorf("embedded etcd: %w", err))
+		case <-m.Stopped():
+			return fail(m.removed(cfg))
 		case <-ticker.C:
 			log.Infof("embedded etcd member %s does not answer reads yet (%v)", ec.Name, err)
 		case <-ctx.Done():
@@ -257,6 +269,55 @@ func (m *Member) Stop(timeout time.Duration) error {
 
 // Err reports the member's fatal errors while it runs.
 func (m *Member) Err() <-chan error { return m.etcd.Err() }
+
+// ID is the member's ID in the cluster.
+func (m *Member) ID() uint64 { return uint64(m.etcd.Server.MemberID()) }
+
+// Stopped is closed when the member has stopped: by Stop, or on its own,
+// which etcd does only when the cluster removed it (it applied its own
+// removal, or a peer refused it as removed).
+func (m *Member) Stopped() <-chan struct{} { return m.etcd.Server.StopNotify() }
+
+// removed records in the data dir that the cluster removed the member and
+// returns RemovedError.
+func (m *Member) removed(cfg *config.Server) error {
+	if err := os.WriteFile(removedMarker(cfg), []byte(fmt.Sprintf("%x %s\n", m.ID(), time.Now().UTC().Format(time.RFC3339))), 0o600); err != nil {
+		etcdLog.Warnf("recording the member's removal: %v", err)
+	}
+	return RemovedError(cfg, m.ID())
+}
+
+// Removed is what a member that stopped on its own (Stopped closed
+// before Stop) means: it records the removal in the data dir and returns
+// RemovedError.
+func (m *Member) Removed(cfg *config.Server) error { return m.removed(cfg) }
+
+// ErrRemoved is the cause of RemovedError.
+var ErrRemoved = errors.New("removed from the cluster")
+
+// RemovedError says that member id of cfg was removed from the cluster,
+// and how the server joins again.
+func RemovedError(cfg *config.Server, id uint64) error {
+	return fmt.Errorf("embedded etcd member %s (%x) was %w (its Node was deleted, or `k1s server --remove-member` or etcdctl removed it), so this server stops: its data in %s is no longer the cluster's. "+
+		"To join the cluster again, run `k1s server --remove-member` with this server's flags (it moves that directory aside), then start `k1s server --server https://<another server>:%d --token <the cluster's token>`; or start with a new --data-dir and --server",
+		Name(cfg), id, ErrRemoved, cfg.EtcdDir(), cfg.HTTPSPort)
+}
+
+// removedMarker is written when the cluster removed the member: a restart
+// on that data would only be refused by the other members.
+func removedMarker(cfg *config.Server) string { return filepath.Join(cfg.EtcdDir(), "k1s-removed") }
+
+// WasRemoved reports whether the data dir's member was removed from the
+// cluster (Member.Removed), and its ID.
+func WasRemoved(cfg *config.Server) (uint64, bool) {
+	b, err := os.ReadFile(removedMarker(cfg))
+	if err != nil {
+		return 0, false
+	}
+	var id uint64
+	fmt.Sscanf(string(b), "%x", &id)
+	return id, true
+}
 
 // zapToLogrus is etcd's logger: warnings and errors (everything with
 // debug) as lines of k1s's log, component etcd.

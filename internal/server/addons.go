@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/k1s-io/k1s/internal/deploy"
+	"github.com/k1s-io/k1s/internal/etcd"
 	"github.com/k1s-io/k1s/internal/localpath"
 	"github.com/k1s-io/k1s/internal/nodehosts"
 	"github.com/k1s-io/k1s/internal/servicelb"
@@ -121,6 +122,10 @@ func (r *run) addons(ctx context.Context) error {
 	if !r.cfg.DisableAgent {
 		node := r.cfg.Node().NodeName
 		r.sup.Go("node-role", stopController, func(ctx context.Context) error { return labelOwnNode(ctx, kube, node) })
+		if r.store.Etcd != nil {
+			name, peer := etcd.Name(r.cfg), etcd.PeerURL(r.cfg)
+			r.sup.Go("etcd-member-node", stopController, func(ctx context.Context) error { return markOwnNode(ctx, kube, node, name, peer) })
+		}
 	}
 	if !r.cfg.Disabled("coredns") {
 		r.sup.Go("nodehosts", stopController, func(ctx context.Context) error {

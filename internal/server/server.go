@@ -7,6 +7,10 @@
 // through the datastore (package bootstrap), so they form one cluster; on
 // embedded etcd too, where a server given --server first joins the etcd
 // cluster through another server's /v1-k1s/server-join (etcdjoin.go).
+// Deleting a server's Node removes its etcd member (etcdmember.go); a
+// server whose member the cluster removed stops with etcd.RemovedError;
+// `k1s server --remove-member` takes a stopped server out of its cluster
+// instead of running it (removemember.go).
 package server
 
 import (
@@ -64,6 +68,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 
+	if cfg.RemoveMember {
+		return removeMember(ctx, cfg, log)
+	}
 	r := newRun(cfg, log, executor.Embedded())
 	return r.serve(ctx, r.steps())
 }
@@ -196,14 +203,25 @@ func (r *run) datastore(ctx context.Context) error {
 		r.promoteLearners()
 	}
 	// Supervised only to be closed last: it is started first.
+	// An embedded etcd member stops on its own only when the cluster
+	// removed it: the server fails with etcd.RemovedError.
+	var stopped <-chan struct{}
+	if s.Etcd != nil {
+		stopped = s.Etcd.Stopped()
+	}
 	r.sup.Go("datastore", stopDatastore, func(ctx context.Context) error {
-		<-ctx.Done()
+		var err error
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+			err = s.Etcd.Removed(r.cfg)
+		}
 		if err := s.Stop(stopDatastore); err != nil {
 			r.log.Warn(err)
 		} else {
 			r.log.Info("datastore closed")
 		}
-		return nil
+		return err
 	})
 	return nil
 }
@@ -324,13 +342,20 @@ func (r *run) controllers(ctx context.Context) error {
 	return nil
 }
 
-// nodeNameRelease frees the name of a deleted Node for another host.
+// nodeNameRelease frees the name of a deleted Node for another host; on
+// embedded etcd it also removes the etcd member of a deleted server's
+// Node (etcdmember.go).
 func (r *run) nodeNameRelease(context.Context) error {
 	kube, err := r.adminClient()
 	if err != nil {
 		return err
 	}
 	r.sup.Go("node-name-release", stopController, func(ctx context.Context) error { return join.ReleaseDeletedNodeNames(ctx, kube, r.log) })
+	if m := r.store.Etcd; m != nil {
+		r.sup.Go("etcd-member-removal", stopController, func(ctx context.Context) error {
+			return removeDeletedServers(ctx, kube, m, r.log.WithField("component", "etcd-member-removal"))
+		})
+	}
 	return nil
 }
 
