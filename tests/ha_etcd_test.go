@@ -326,3 +326,178 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 		t.Errorf("after --cluster-reset: voters %v of %d members, %v; want this one only", voters, all, err)
 	}
 }
+
+// newLabNodeServer is newLabServer with the server's own node (named
+// after h), CoreDNS off: a Node to delete, nothing to schedule.
+func newLabNodeServer(t testing.TB, h *harness.NetHost, port int, extra ...string) *harness.Server {
+	t.Helper()
+	s := newNodeServer(t, append([]string{haDisable, "--disable=coredns", "--node-name", h.Name}, extra...)...)
+	if port != 0 {
+		i := slices.Index(s.Args, "--https-listen-port")
+		s.Args[i+1] = strconv.Itoa(port)
+		s.Port = port
+	}
+	s.PlaceIn(h)
+	return s
+}
+
+// runRemoveMember runs `k1s server --remove-member` with s's flags until
+// it exits; it returns the exit's error (nil: 0) and the log.
+func runRemoveMember(t *testing.T, s *harness.Server) (error, string) {
+	t.Helper()
+	args := s.Args
+	s.Args = append(slices.Clone(args), "--remove-member")
+	defer func() { s.Args = args }()
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(30 * time.Second) })
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if done, err := s.Exited(); done {
+			return err, s.Log()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("--remove-member still running after 2m:\n%s", s.Tail(20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestHAEtcdMemberRemoval: three servers on embedded etcd, the third with
+// its node. `kubectl delete node` of the third removes its etcd member
+// (2 left), its k1s exits saying so, the Node goes, writes still
+// succeed; --remove-member there then only moves its data aside. The
+// second server, stopped, leaves with --remove-member (1 member left),
+// and server 1 still writes; --remove-member on server 1, the last
+// member, is refused and changes nothing.
+func TestHAEtcdMemberRemoval(t *testing.T) {
+	lab := harness.NewLab(t)
+	h1, h2, h3 := lab.AddHost(t, "m1"), lab.AddHost(t, "m2"), lab.AddHost(t, "m3")
+	a := newLabServer(t, h1, 0, "--cluster-init")
+	keepLogsOnFailure(t, a)
+	startExisting(t, a)
+	tokenB, err := os.ReadFile(filepath.Join(a.DataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tokenB))
+	kc := a.Kubeconfig
+	join := []string{"--server", "https://" + a.Addr(), "--token", token}
+	b := newLabServer(t, h2, a.Port, join...)
+	keepLogsOnFailure(t, b)
+	startExisting(t, b)
+	c := newLabNodeServer(t, h3, a.Port, join...)
+	keepLogsOnFailure(t, c)
+	startExisting(t, c)
+	eventually(t, time.Minute, "three started voting etcd members", func() error {
+		voters, all, err := etcdMembers(h1, a)
+		if err != nil || len(voters) != 3 || all != 3 {
+			return fmt.Errorf("voters %v of %d members, %v", voters, all, err)
+		}
+		return nil
+	})
+	var cMember string
+	eventually(t, 2*time.Minute, "node m3 marked with its etcd member", func() error {
+		out, err := kubectlVia(kc, a, "get", "node", "m3", "-o",
+			`jsonpath={.metadata.annotations.etcd\.k1s\.io/member-name} {.metadata.annotations.etcd\.k1s\.io/peer-url} {.metadata.finalizers}`)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		f := strings.Fields(out)
+		if len(f) < 3 || f[1] != "https://"+h3.IP+":2380" || !strings.Contains(f[2], "etcd.k1s.io/member") {
+			return fmt.Errorf("node m3: %q", out)
+		}
+		cMember = f[0]
+		return nil
+	})
+
+	deleted := time.Now()
+	if out, err := kubectlVia(kc, a, "delete", "node", "m3", "--wait=false"); err != nil {
+		t.Fatal(out, err)
+	}
+	eventually(t, time.Minute, "two etcd members after kubectl delete node m3", func() error {
+		voters, all, err := etcdMembers(h1, a)
+		if err != nil || all != 2 || len(voters) != 2 || slices.Contains(voters, cMember) {
+			return fmt.Errorf("voters %v of %d members, %v", voters, all, err)
+		}
+		return nil
+	})
+	t.Logf("BENCH member of the deleted node removed %s after kubectl delete node", time.Since(deleted).Round(100*time.Millisecond))
+	log := waitExit(t, c, time.Minute)
+	for _, want := range []string{"datastore: embedded etcd member " + cMember, "was removed from the cluster", "k1s server --remove-member", "--server https://"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("server 3's exit does not say %q:\n%s", want, c.Tail(20))
+		}
+	}
+	eventually(t, time.Minute, "node m3 gone", func() error {
+		out, err := kubectlVia(kc, a, "get", "node", "m3", "-o", "name")
+		if err == nil || !strings.Contains(err.Error()+out, "NotFound") {
+			return fmt.Errorf("node m3: %q %v", out, err)
+		}
+		return nil
+	})
+	if err := a.WaitLog("removed its etcd member "+cMember, time.Second); err != nil && b.WaitLog("removed its etcd member "+cMember, time.Second) != nil {
+		t.Errorf("neither remaining server logged the removal: %v", err)
+	}
+	if out, err := kubectlVia(kc, b, "create", "configmap", "after-delete-node", "--from-literal=k=v"); err != nil {
+		t.Errorf("a write after the member's removal: %s %v", out, err)
+	}
+	// Server 3's member is gone: --remove-member only moves its data aside.
+	if err, out := runRemoveMember(t, c); err != nil || !strings.Contains(out, "was removed from the cluster already") {
+		t.Errorf("--remove-member on the removed server: %v\n%s", err, c.Tail(20))
+	}
+	if hasEtcdData(c) {
+		t.Error("server 3's etcd data is still in place")
+	}
+
+	// Server 2, stopped, leaves with --remove-member.
+	if err := b.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	left := time.Now()
+	err, out := runRemoveMember(t, b)
+	if err != nil {
+		t.Fatalf("--remove-member on server 2: %v\n%s", err, b.Tail(30))
+	}
+	t.Logf("BENCH --remove-member of a stopped server took %s", time.Since(left).Round(100*time.Millisecond))
+	for _, want := range []string{"--remove-member: removed etcd member", "1 members left", "moved this server's etcd data", "etcd.removed-", "--server https://"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--remove-member's output does not say %q:\n%s", want, b.Tail(20))
+		}
+	}
+	if hasEtcdData(b) {
+		t.Error("server 2's etcd data is still in place")
+	}
+	if aside, _ := filepath.Glob(filepath.Join(b.DataDir, "server", "db", "etcd.removed-*", "member")); len(aside) != 1 {
+		t.Errorf("server 2's etcd data was not moved aside: %v", aside)
+	}
+	if voters, all, err := etcdMembers(h1, a); err != nil || len(voters) != 1 || all != 1 {
+		t.Errorf("after --remove-member: voters %v of %d members, %v; want server 1's only", voters, all, err)
+	}
+	eventually(t, 30*time.Second, "a write through server 1 alone", func() error {
+		out, err := kubectlVia(kc, a, "create", "configmap", "after-remove-member", "--from-literal=k=v")
+		if err != nil && strings.Contains(out+err.Error(), "AlreadyExists") {
+			return nil
+		}
+		return err
+	})
+
+	// The last member stays.
+	if err := a.Stop(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err, out = runRemoveMember(t, a)
+	if err == nil || !strings.Contains(out, "last voting member") || !strings.Contains(out, "Nothing was changed") {
+		t.Errorf("--remove-member on the last member: %v\n%s", err, a.Tail(20))
+	}
+	if !hasEtcdData(a) {
+		t.Error("the refused --remove-member moved server 1's data")
+	}
+}
+
+// hasEtcdData reports whether s's data dir holds an etcd member's data.
+func hasEtcdData(s *harness.Server) bool {
+	_, err := os.Stat(filepath.Join(s.DataDir, "server", "db", "etcd", "member"))
+	return err == nil
+}

@@ -32,6 +32,7 @@ const (
 	removeStartTimeout   = 2 * time.Minute
 	removeApplyTimeout   = 30 * time.Second
 	removeDeleteNodeWait = 15 * time.Second
+	removeUnhealthyRetry = 20 * time.Second
 )
 
 // removeMember is `k1s server --remove-member`, on a stopped server's data
@@ -95,9 +96,19 @@ func removeMember(ctx context.Context, cfg *config.Server, log logrus.FieldLogge
 		return fmt.Errorf("--remove-member: the member with this server's peer URL %s is %x, not this member %x: nothing was changed", etcd.PeerURL(cfg), plan.ID, m.ID())
 	}
 	others := otherServers(list.Members, plan.ID)
-	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
-	_, err = cli.MemberRemove(rctx, plan.ID)
-	rcancel()
+	// etcd refuses (unhealthy cluster) while this member has been connected
+	// to the others for less than its health interval (5 s): a member
+	// that just started is in that state, so that refusal is retried.
+	unhealthyUntil := time.Now().Add(removeUnhealthyRetry)
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err = cli.MemberRemove(rctx, plan.ID)
+		rcancel()
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(unhealthyUntil) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
 		stopMember()
 		if errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrMemberNotEnoughStarted) {
