@@ -370,7 +370,8 @@ func runRemoveMember(t *testing.T, s *harness.Server) (error, string) {
 // succeed; --remove-member there then only moves its data aside. The
 // second server, stopped, leaves with --remove-member (1 member left),
 // and server 1 still writes; --remove-member on server 1, the last
-// member, is refused and changes nothing.
+// member, is refused and changes nothing; server 2 then joins again with
+// --server on its data dir.
 func TestHAEtcdMemberRemoval(t *testing.T) {
 	lab := harness.NewLab(t)
 	h1, h2, h3 := lab.AddHost(t, "m1"), lab.AddHost(t, "m2"), lab.AddHost(t, "m3")
@@ -425,6 +426,7 @@ func TestHAEtcdMemberRemoval(t *testing.T) {
 	})
 	t.Logf("BENCH member of the deleted node removed %s after kubectl delete node", time.Since(deleted).Round(100*time.Millisecond))
 	log := waitExit(t, c, time.Minute)
+	t.Logf("BENCH server 3's k1s exited %s after kubectl delete node: %s", time.Since(deleted).Round(100*time.Millisecond), lineWith(log, "was removed from the cluster"))
 	for _, want := range []string{"datastore: embedded etcd member " + cMember, "was removed from the cluster", "k1s server --remove-member", "--server https://"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("server 3's exit does not say %q:\n%s", want, c.Tail(20))
@@ -460,7 +462,7 @@ func TestHAEtcdMemberRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--remove-member on server 2: %v\n%s", err, b.Tail(30))
 	}
-	t.Logf("BENCH --remove-member of a stopped server took %s", time.Since(left).Round(100*time.Millisecond))
+	t.Logf("BENCH --remove-member of a stopped server took %s: %s", time.Since(left).Round(100*time.Millisecond), lineWith(out, "--remove-member: done"))
 	for _, want := range []string{"--remove-member: removed etcd member", "1 members left", "moved this server's etcd data", "etcd.removed-", "--server https://"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--remove-member's output does not say %q:\n%s", want, b.Tail(20))
@@ -494,6 +496,33 @@ func TestHAEtcdMemberRemoval(t *testing.T) {
 	if !hasEtcdData(a) {
 		t.Error("the refused --remove-member moved server 1's data")
 	}
+
+	// Server 2 joins again as its --remove-member said: --server and the
+	// token, same data dir.
+	startExisting(t, a)
+	rejoin := time.Now()
+	startExisting(t, b)
+	t.Logf("BENCH server 2 rejoined and ready %s after its start", time.Since(rejoin).Round(100*time.Millisecond))
+	eventually(t, time.Minute, "two voting members after server 2 rejoined", func() error {
+		voters, all, err := etcdMembers(h2, b)
+		if err != nil || len(voters) != 2 || all != 2 {
+			return fmt.Errorf("voters %v of %d members, %v", voters, all, err)
+		}
+		return nil
+	})
+	if out, err := kubectlVia(kc, b, "get", "configmap", "after-remove-member", "-o", "jsonpath={.data.k}"); err != nil || out != "v" {
+		t.Errorf("the rejoined server 2 does not serve a write made while it was out: %q %v", out, err)
+	}
+}
+
+// lineWith is the first line of log that contains s.
+func lineWith(log, s string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return "(no line with " + s + ")"
 }
 
 // hasEtcdData reports whether s's data dir holds an etcd member's data.
