@@ -8,9 +8,13 @@
 // database but lacks the token learns nothing and cannot alter the bundle
 // unnoticed. The embedded etcd's CAs (package etcd) are in the bundle too,
 // when the server has them. The first server to publish wins (an etcd create-if-absent
-// transaction); every other server loads the winner's bundle. The package
-// knows nothing about how the datastore is run, so an embedded etcd can
-// reuse it.
+// transaction); every other server loads the winner's bundle. Later
+// changes go both ways (sync.go): a three-way comparison of a server's
+// files, its record of the last agreement and the bundle says what to
+// publish (a compare-and-swap update) and what to take; servers report the
+// encryption configuration they have loaded, so that a key rotation can
+// wait for all of them. The package knows nothing about how the datastore
+// is run, so an embedded etcd can reuse it.
 package bootstrap
 
 import (
@@ -131,16 +135,21 @@ func (b *Bundle) Write(serverDir string) (written, kept []string, err error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return written, kept, err
 		}
-		mode := os.FileMode(0o600)
-		if strings.HasSuffix(f, ".crt") && !strings.HasPrefix(f, "tls/etcd/") {
-			mode = 0o644 // certificates are public, as package pki writes them
-		}
-		if err := atomicfile.Write(path, data, mode); err != nil {
+		if err := atomicfile.Write(path, data, fileMode(f)); err != nil {
 			return written, kept, err
 		}
 		written = append(written, path)
 	}
 	return written, kept, nil
+}
+
+// fileMode: keys and the etcd CAs 0600, other certificates 0644 (public,
+// as package pki writes them).
+func fileMode(f string) os.FileMode {
+	if strings.HasSuffix(f, ".crt") && !strings.HasPrefix(f, "tls/etcd/") {
+		return 0o644
+	}
+	return 0o600
 }
 
 // ErrWrongToken: the bundle does not open with the given token's secret.

@@ -226,6 +226,17 @@ func (m *Member) Client(ctx context.Context) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: m.Endpoints, TLS: tc, DialTimeout: 5 * time.Second, Context: ctx})
 }
 
+// LocalClient dials the running member of cfg's data dir on loopback with
+// its client certificate: how k1s's commands reach it beside the server.
+func LocalClient(ctx context.Context, cfg *config.Server) (*clientv3.Client, error) {
+	f := Files(cfg)
+	tc, err := ClientTLS(f.ServerCA(), f.ClientCert(), f.ClientKey())
+	if err != nil {
+		return nil, fmt.Errorf("the embedded etcd member's client certificate: %w", err)
+	}
+	return clientv3.New(clientv3.Config{Endpoints: []string{ClientURL}, TLS: tc, DialTimeout: 5 * time.Second, Context: ctx})
+}
+
 // ClientTLS is the TLS configuration of an etcd client from its files.
 func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	ca, err := os.ReadFile(caFile)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +121,9 @@ type run struct {
 	pki   *pki.Result
 	// encryption is the apiserver's encryption configuration, "" for none.
 	encryption string
+	// bsync keeps the shared files and the cluster's bootstrap bundle
+	// alike (nil: no shared datastore, or a bundle this server cannot open).
+	bsync *bundleSync
 	// claimName claims the server's node name before joins open (a stand-in
 	// in unit tests, which have no apiserver to answer).
 	claimName func(context.Context) error
@@ -161,6 +165,9 @@ func (r *run) steps() []pipeline.Step {
 			}
 			return pipeline.Run(ctx, r.log, n.Join())
 		}})
+	}
+	if ep := r.cfg.Datastore.Endpoint; r.cfg.EmbeddedEtcd() || ep != "" && !strings.HasPrefix(ep, "sqlite://") {
+		steps = append(steps, pipeline.Step{Name: "bundle-sync", Run: r.bundleSyncLoop})
 	}
 	return append(steps, pipeline.Step{Name: "cert-renewal", Run: r.certRenewal})
 }
@@ -224,10 +231,21 @@ func (r *run) certificates(ctx context.Context) error {
 	if err := r.ensureCredentials(); err != nil {
 		return err
 	}
-	if found {
-		return nil
+	if !found {
+		if err := r.publishClusterSecrets(ctx, cli); err != nil {
+			return err
+		}
+		tok, err := pki.ParseToken(r.pki.Token)
+		if err != nil {
+			return err
+		}
+		r.bsync = r.newBundleSync(tok.Secret)
 	}
-	return r.publishClusterSecrets(ctx, cli)
+	if r.bsync == nil {
+		return nil // the bundle does not open with this server's token (logged)
+	}
+	// Changes made here while the server was stopped (rotate-ca) go out.
+	return r.bsync.pass(ctx, cli)
 }
 
 // ensureCredentials makes or renews the PKI and the encryption config.
