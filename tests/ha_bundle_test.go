@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,8 @@ func k1sIn(t *testing.T, h *harness.NetHost, s *harness.Server, timeout time.Dur
 //     server's apiserver has each step's keys; afterwards all have the same
 //     configuration, every Secret is stored with the new key, and Secrets
 //     written through one server read through another.
+//   - `k1s token rotate` on server 1: the others' token files take the new
+//     token within seconds.
 //   - `k1s certificate rotate-ca` on server 1, stopped while the others
 //     run: it publishes the new CAs at its start; the others ask for a
 //     restart, and server 2 takes them at its restart (keeping the old
@@ -57,7 +60,7 @@ func TestHABundleUpdates(t *testing.T) {
 		startExisting(t, s)
 		others = append(others, s)
 	}
-	b := others[0]
+	b, c := others[0], others[1]
 	kc := a.Kubeconfig
 	if out, err := kubectlVia(kc, a, "create", "secret", "generic", "before", "--from-literal=k=v1"); err != nil {
 		t.Fatalf("%s %v", out, err)
@@ -102,6 +105,33 @@ func TestHABundleUpdates(t *testing.T) {
 		if out, err := kubectlVia(kc, r.s, "get", "secret", r.name, "-o", "jsonpath={.data.k}"); err != nil || out != r.want {
 			t.Errorf("Secret %s through %s: %q %v, want %q", r.name, r.s.Host, out, err, r.want)
 		}
+	}
+
+	// `k1s token rotate` on server 1: the others take the new token.
+	newSecret := fmt.Sprintf("%x", time.Now().UnixNano()) + "00112233445566778899"
+	tf := filepath.Join(t.TempDir(), "new-token")
+	if err := os.WriteFile(tf, []byte(newSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, err := harness.Run(60*time.Second, "token", "rotate", "--data-dir", a.DataDir, "--new-token-file", tf); err != nil || code != 0 {
+		t.Fatalf("token rotate: exit %d %v\n%s", code, err, out)
+	}
+	rotated := time.Now()
+	eventually(t, 30*time.Second, "servers 2 and 3 take the rotated server token", func() error {
+		for _, s := range others {
+			data, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
+			if err != nil {
+				return err
+			}
+			if !strings.HasSuffix(strings.TrimSpace(string(data)), "::server:"+newSecret) {
+				return fmt.Errorf("%s's token file still holds another secret", s.Host)
+			}
+		}
+		return nil
+	})
+	t.Logf("BENCH the other servers took the rotated token %s after the rotation", time.Since(rotated).Round(100*time.Millisecond))
+	if err := c.WaitLog("the server token was rotated on another server", time.Second); err != nil {
+		t.Error(err)
 	}
 
 	// rotate-ca on server 1, stopped; the others keep the quorum.

@@ -2,9 +2,11 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,5 +140,72 @@ func TestUpdateIsCompareAndSwap(t *testing.T) {
 	}
 	if l, err := ListApplied(ctx, cli); err != nil || len(l) != 1 || l[0].Server != "s1" || l[0].EncryptionConfig != "h" {
 		t.Errorf("ListApplied = %+v, %v", l, err)
+	}
+}
+
+// TestSuccessorChain: a server two rotations behind follows the chain to
+// the newest secret; a secret of another cluster follows nowhere.
+func TestSuccessorChain(t *testing.T) {
+	const s1, s2, s3 = "secret-one-0123456789abcdef", "secret-two-0123456789abcdef", "secret-three-0123456789abcd"
+	list, err := AddSuccessor(nil, s1, s2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, err = AddSuccessor(list, s2, s3); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(list), s2) || strings.Contains(string(list), s3) {
+		t.Fatal("the chain holds a secret in the clear")
+	}
+	for _, c := range []struct {
+		from, want string
+		steps      int
+	}{{s1, s3, 2}, {s2, s3, 1}, {s3, s3, 0}, {"another-cluster-0123456789ab", "another-cluster-0123456789ab", 0}} {
+		got, steps, err := FollowSuccessors(list, c.from)
+		if err != nil || got != c.want || steps != c.steps {
+			t.Errorf("from %s: %s in %d steps, %v; want %s in %d", c.from, got, steps, err, c.want, c.steps)
+		}
+	}
+}
+
+// TestRotateTokenOnKine: the bundle re-sealed with the new secret opens
+// only with it, and the chain leads the old secret there (two
+// single-key compare-and-swaps, as kine supports).
+func TestRotateTokenOnKine(t *testing.T) {
+	cli := startKine(t)
+	ctx := context.Background()
+	b, err := Collect(fakeServerDir(t, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := Seal(secret, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, won, err := Publish(ctx, cli, sealed); err != nil || !won {
+		t.Fatal(won, err)
+	}
+	_, rev, _ := GetRev(ctx, cli)
+	const next = "fedcba9876543210fedcba9876543210"
+	if _, ok, err := RotateToken(ctx, cli, b, rev, secret, next); !ok || err != nil {
+		t.Fatalf("RotateToken = %v, %v", ok, err)
+	}
+	now, _, _ := GetRev(ctx, cli)
+	if _, err := Open(secret, now); !errors.Is(err, ErrWrongToken) {
+		t.Errorf("the re-sealed bundle opens with the old secret: %v", err)
+	}
+	list, _, err := GetSuccessors(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := FollowSuccessors(list, secret)
+	if err != nil || got != next {
+		t.Fatalf("the chain leads to %q, %v", got, err)
+	}
+	if _, err := Open(got, now); err != nil {
+		t.Errorf("the bundle does not open with the chain's secret: %v", err)
+	}
+	if _, ok, _ := RotateToken(ctx, cli, b, rev, secret, next); ok {
+		t.Error("RotateToken at a stale revision succeeded")
 	}
 }

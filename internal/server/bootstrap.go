@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/k1s-io/k1s/internal/bootstrap"
+	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -94,6 +95,15 @@ func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found boo
 		return true, fmt.Errorf("the datastore %s already holds a k1s cluster: start this server with that cluster's --token (the first server's <data-dir>/server/token), or use another datastore", r.store.Description)
 	}
 	err = r.applyBundle(sealed, rev, secret)
+	if errors.Is(err, bootstrap.ErrWrongToken) {
+		next, ok, ferr := r.followToken(ctx, kv, secret)
+		if ferr != nil {
+			return true, ferr
+		}
+		if ok {
+			err = r.applyBundle(sealed, rev, next)
+		}
+	}
 	if own := r.ownCAHash(); errors.Is(err, bootstrap.ErrWrongToken) && own != "" && own == bootstrap.SealedServerCAHash(sealed) {
 		// A member restarting after `k1s token rotate`: it needs nothing
 		// from the bundle, and its CAs are what the cluster was made with.
@@ -101,6 +111,47 @@ func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found boo
 		return true, nil
 	}
 	return true, err
+}
+
+// followToken: the bundle does not open with secret, perhaps because the
+// server token was rotated on another server. If this data dir is a
+// member already (it has a token file) and the datastore's chain of
+// rotations leads from secret to a newer one, the token file takes it
+// (the old one is retired) and the newer secret is returned. A server that
+// never ran is not let in with an old token this way.
+func (r *run) followToken(ctx context.Context, kv clientv3.KV, secret string) (string, bool, error) {
+	cur := r.fileTokenSecret()
+	if cur == "" {
+		return "", false, nil
+	}
+	list, _, err := bootstrap.GetSuccessors(ctx, kv)
+	if err != nil {
+		return "", false, err
+	}
+	next, steps, err := bootstrap.FollowSuccessors(list, secret)
+	if err != nil || steps == 0 {
+		return "", false, err
+	}
+	if next != cur {
+		if _, err := join.RotateServerToken(r.cfg.TokenPath(), filepath.Join(r.cfg.TLSDir(), "server-ca.crt"), next); err != nil {
+			return "", false, fmt.Errorf("taking the server token rotated on another server: %w", err)
+		}
+		r.log.Warnf("the server token was rotated on another server (k1s token rotate): %s now holds the new one, and the old one is refused for joins. Where this server's configuration gives a token (--token, --token-file, K1S_TOKEN, token:), change it to the new one", r.cfg.TokenPath())
+	}
+	return next, true, nil
+}
+
+// fileTokenSecret is the secret in this data dir's token file, "" if none.
+func (r *run) fileTokenSecret() string {
+	data, err := os.ReadFile(r.cfg.TokenPath())
+	if err != nil {
+		return ""
+	}
+	t, err := pki.ParseToken(string(data))
+	if err != nil {
+		return ""
+	}
+	return t.Secret
 }
 
 // ownCAHash is the hash of this data dir's server CA, "" if it has none.

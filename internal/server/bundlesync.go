@@ -69,7 +69,18 @@ func (s *bundleSync) open(ctx context.Context, kv clientv3.KV) (bool, error) {
 	}
 	b, err := bootstrap.Open(s.secret, sealed)
 	if errors.Is(err, bootstrap.ErrWrongToken) {
-		s.warnOnce(fmt.Sprint("open", rev), "the cluster's bootstrap bundle (revision %d) does not open with this server's token (rotated with `k1s token rotate` on another server?): this server neither takes nor publishes changes to the cluster's CAs and keys until it is restarted with the token the bundle is sealed with", rev)
+		next, ok, ferr := s.r.followToken(ctx, kv, s.secret)
+		if ferr != nil {
+			return false, ferr
+		}
+		if ok {
+			if b, err = bootstrap.Open(next, sealed); err == nil {
+				s.secret = next
+			}
+		}
+	}
+	if errors.Is(err, bootstrap.ErrWrongToken) {
+		s.warnOnce(fmt.Sprint("open", rev), "the cluster's bootstrap bundle (revision %d) does not open with this server's token, nor with one it leads to: this server neither takes nor publishes changes to the cluster's CAs and keys until it is restarted with the token the bundle is sealed with", rev)
 		return false, nil
 	}
 	if err != nil {
@@ -86,6 +97,20 @@ func (s *bundleSync) open(ctx context.Context, kv clientv3.KV) (bool, error) {
 func (s *bundleSync) pass(ctx context.Context, kv clientv3.KV) error {
 	if ok, err := s.open(ctx, kv); !ok {
 		return err
+	}
+	// `k1s token rotate` here: the bundle is sealed again with the new
+	// secret, and the chain leads the other servers from the old one.
+	if cur := s.r.fileTokenSecret(); cur != "" && cur != s.secret {
+		rev, ok, err := bootstrap.RotateToken(ctx, kv, s.bundle, s.rev, s.secret, cur)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			s.rev = 0
+			return nil
+		}
+		s.secret, s.rev = cur, rev
+		s.r.log.Infof("sealed the cluster's bootstrap bundle with the server token rotated here: the other servers take the new token")
 	}
 	dir := s.r.cfg.ServerDir()
 	local, err := bootstrap.LocalHashes(dir)
