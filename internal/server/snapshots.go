@@ -51,7 +51,11 @@ func (r *run) restore(ctx context.Context) error {
 	} else {
 		kept, err = snapshot.Restore(ctx, path, db, time.Now())
 	}
-	if err != nil {
+	switch {
+	case err != nil && kept != "":
+		// Moved aside, but the restored data could not take its place.
+		return fmt.Errorf("--cluster-reset-restore-path: %w (the data it was to replace is in %s: move it back to %s to start without the restore)", err, kept, db)
+	case err != nil:
 		return fmt.Errorf("--cluster-reset-restore-path: %w (nothing was changed)", err)
 	}
 	if err := atomicfile.Write(mark, sum, 0o600); err != nil {
