@@ -2,10 +2,13 @@ package tests
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +36,8 @@ func k1sIn(h *harness.NetHost, s *harness.Server, args ...string) (string, error
 // snapshots follow --snapshot-schedule and --snapshot-retention, and
 // `--cluster-reset --cluster-reset-restore-path` brings back exactly the
 // saved objects as a one-member cluster, keeps the replaced member data,
-// and does not restore again on a restart with the same flags.
+// and does not restore again on a restart with the same flags; a SQLite
+// snapshot is refused with nothing changed.
 func TestEmbeddedEtcdSnapshot(t *testing.T) {
 	lab := harness.NewLab(t)
 	h := lab.AddHost(t, "es")
@@ -106,7 +110,33 @@ func TestEmbeddedEtcdSnapshot(t *testing.T) {
 	if err := s.Stop(90 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	s.Args = append(withoutArg(s.Args, "--cluster-init"), "--cluster-reset", "--cluster-reset-restore-path", saved)
+	base := withoutArg(s.Args, "--cluster-init")
+
+	// A SQLite snapshot (sound checksum) is refused, nothing changed.
+	sq := filepath.Join(t.TempDir(), "sqlite.db")
+	data := append([]byte("SQLite format 3\x00"), make([]byte, 4096)...)
+	sum := sha256.Sum256(data)
+	if err := os.WriteFile(sq, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sq+".sha256", []byte(hex.EncodeToString(sum[:])+"  sqlite.db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Args = append(slices.Clone(base), "--cluster-reset", "--cluster-reset-restore-path", sq)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	refusal := waitExit(t, s, time.Minute)
+	for _, want := range []string{"is a snapshot of k1s's SQLite datastore, and this server runs embedded etcd", "nothing was changed"} {
+		if !strings.Contains(refusal, want) {
+			t.Errorf("the refusal of a SQLite snapshot does not say %q:\n%s", want, s.Tail(20))
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.DataDir, "server", "db", "*")); len(left) != 1 {
+		t.Errorf("a refused restore changed server/db: %v, want etcd only", left)
+	}
+
+	s.Args = append(slices.Clone(base), "--cluster-reset", "--cluster-reset-restore-path", saved)
 	restored := time.Now()
 	startExisting(t, s)
 	t.Logf("BENCH server restored from an etcd snapshot and ready in %s", time.Since(restored).Round(100*time.Millisecond))
