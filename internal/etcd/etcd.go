@@ -11,7 +11,9 @@
 // once the member answers a linearizable read (it has a leader and, in a
 // cluster of several, quorum); Stop closes it. With --cluster-reset the
 // member restarts once as a one-member cluster (etcd's force-new-cluster),
-// for a survivor of a quorum loss.
+// for a survivor of a quorum loss. Snapshots (snapshot.go) are etcd's own:
+// taken through the member's client API, restored with etcd's restore
+// code (etcdutl) into a new one-member cluster of this member.
 package etcd
 
 import (
@@ -98,8 +100,9 @@ func MemberConfig(cfg *config.Server, join *Join) (*embed.Config, error) {
 		ec.ClusterState = embed.ClusterStateFlagExisting
 	}
 	// --cluster-reset: the member forgets the others and forms a
-	// one-member cluster with its data (once: see Start).
-	ec.ForceNewCluster = cfg.Snapshots.ClusterReset && !resetDone(cfg)
+	// one-member cluster with its data (once: see Start). With
+	// --cluster-reset-restore-path the restore made that cluster already.
+	ec.ForceNewCluster = forceNewCluster(cfg)
 	ec.ClientTLSInfo.CertFile, ec.ClientTLSInfo.KeyFile = f.ServingCert(), f.ServingKey()
 	ec.ClientTLSInfo.TrustedCAFile = f.ServerCA()
 	ec.ClientTLSInfo.ClientCertAuth = true
@@ -146,7 +149,7 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 	if err := os.MkdirAll(cfg.DBDir(), 0o700); err != nil {
 		return nil, err
 	}
-	if cfg.Snapshots.ClusterReset && !ec.ForceNewCluster {
+	if cfg.Snapshots.ClusterReset && cfg.Snapshots.RestorePath == "" && !ec.ForceNewCluster {
 		log.Warnf("--cluster-reset: this member was reset already (%s): starting without resetting again; remove --cluster-reset (or delete that file to reset once more)", resetMarker(cfg))
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToLogrus(cfg.Debug))
@@ -212,6 +215,10 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 // a cluster that other servers have joined since.
 func resetMarker(cfg *config.Server) string { return filepath.Join(cfg.EtcdDir(), "k1s-cluster-reset") }
 
+func forceNewCluster(cfg *config.Server) bool {
+	return cfg.Snapshots.ClusterReset && cfg.Snapshots.RestorePath == "" && !resetDone(cfg)
+}
+
 func resetDone(cfg *config.Server) bool {
 	_, err := os.Stat(resetMarker(cfg))
 	return err == nil
@@ -229,12 +236,11 @@ func (m *Member) Client(ctx context.Context) (*clientv3.Client, error) {
 // LocalClient dials the running member of cfg's data dir on loopback with
 // its client certificate: how k1s's commands reach it beside the server.
 func LocalClient(ctx context.Context, cfg *config.Server) (*clientv3.Client, error) {
-	f := Files(cfg)
-	tc, err := ClientTLS(f.ServerCA(), f.ClientCert(), f.ClientKey())
+	cc, err := ClientConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("the embedded etcd member's client certificate: %w", err)
+		return nil, err
 	}
-	return clientv3.New(clientv3.Config{Endpoints: []string{ClientURL}, TLS: tc, DialTimeout: 5 * time.Second, Context: ctx})
+	return clientv3.New(cc)
 }
 
 // ClientTLS is the TLS configuration of an etcd client from its files.

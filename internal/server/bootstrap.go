@@ -191,7 +191,7 @@ func (r *run) applyBundle(sealed []byte, rev int64, secret string) error {
 		}
 		plan := bootstrap.PlanSync(local, synced, b.Hashes())
 		if slices.Contains(plan.Apply, "tls/server-ca.crt") && local["tls/server-ca.crt"] != "" {
-			r.log.Warnf("the cluster's CAs were replaced on another server (k1s certificate rotate-ca): taking them; this server's certificates are issued again from them")
+			r.log.Warnf("the cluster's CAs were replaced on another server (k1s certificate rotate-ca), or the datastore was restored from a snapshot: taking the datastore's; this server's certificates are issued again from them")
 		}
 		if written, err = b.Replace(dir, r.bsync.backupDir(), plan.Apply); err != nil {
 			return err

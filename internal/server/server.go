@@ -173,7 +173,7 @@ func (r *run) steps() []pipeline.Step {
 }
 
 func (r *run) datastore(ctx context.Context) error {
-	if r.cfg.Snapshots.ClusterReset && !r.cfg.EmbeddedEtcd() {
+	if r.cfg.Snapshots.ClusterReset && (!r.cfg.EmbeddedEtcd() || r.cfg.Snapshots.RestorePath != "") {
 		if err := r.restore(ctx); err != nil {
 			return err
 		}
