@@ -235,7 +235,7 @@ unit:
 # TestClusterNetworking's vxlan; a containerd left by a killed k1s), or are
 # add-ons whose logic unit tests cover (local-path's planner, helmctl).
 E2E_PKGS = $(filter-out %/tests/release,$(shell $(GO) list ./tests/...))
-E2E_ALL_ONLY := ^(TestWorkloads|TestHorizontalPodAutoscaler|TestMultiNode|TestContainerdLeftoverIsReplaced|TestImagePullSecrets|TestMetricsServer|TestLocalStorage|TestHelmChart|TestNetworkPolicy|TestHAExternalDatastore|TestHAEmbeddedEtcd|TestHAEtcdMemberRemoval|TestClusterHA)$$
+E2E_ALL_ONLY := ^(TestWorkloads|TestHorizontalPodAutoscaler|TestMultiNode|TestContainerdLeftoverIsReplaced|TestImagePullSecrets|TestMetricsServer|TestLocalStorage|TestHelmChart|TestNetworkPolicy|TestHAExternalDatastore|TestHAEmbeddedEtcd|TestHAEtcdMemberRemoval|TestEmbeddedEtcdSnapshot|TestClusterHA|TestHABundleUpdates)$$
 E2E_GO_TEST = K1S_BIN=$(CURDIR)/bin/k1s $(GO) test -count=1 -trimpath -tags "$(TAGS)" -timeout 45m -v
 e2e: build images
 	$(E2E_GO_TEST) -skip '$(E2E_ALL_ONLY)' $(E2E_PKGS)

@@ -8,9 +8,13 @@
 // database but lacks the token learns nothing and cannot alter the bundle
 // unnoticed. The embedded etcd's CAs (package etcd) are in the bundle too,
 // when the server has them. The first server to publish wins (an etcd create-if-absent
-// transaction); every other server loads the winner's bundle. The package
-// knows nothing about how the datastore is run, so an embedded etcd can
-// reuse it.
+// transaction); every other server loads the winner's bundle. Later
+// changes go both ways (sync.go): a three-way comparison of a server's
+// files, its record of the last agreement and the bundle says what to
+// publish (a compare-and-swap update) and what to take; servers report the
+// encryption configuration they have loaded, so that a key rotation can
+// wait for all of them. The package knows nothing about how the datastore
+// is run, so an embedded etcd can reuse it.
 package bootstrap
 
 import (
@@ -131,16 +135,21 @@ func (b *Bundle) Write(serverDir string) (written, kept []string, err error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return written, kept, err
 		}
-		mode := os.FileMode(0o600)
-		if strings.HasSuffix(f, ".crt") && !strings.HasPrefix(f, "tls/etcd/") {
-			mode = 0o644 // certificates are public, as package pki writes them
-		}
-		if err := atomicfile.Write(path, data, mode); err != nil {
+		if err := atomicfile.Write(path, data, fileMode(f)); err != nil {
 			return written, kept, err
 		}
 		written = append(written, path)
 	}
 	return written, kept, nil
+}
+
+// fileMode: keys and the etcd CAs 0600, other certificates 0644 (public,
+// as package pki writes them).
+func fileMode(f string) os.FileMode {
+	if strings.HasSuffix(f, ".crt") && !strings.HasPrefix(f, "tls/etcd/") {
+		return 0o644
+	}
+	return 0o600
 }
 
 // ErrWrongToken: the bundle does not open with the given token's secret.
@@ -223,8 +232,13 @@ func Seal(secret string, b *Bundle) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sealWith(secret, format, ServerCAHash(b.Files["tls/server-ca.crt"]), plain)
+}
+
+// sealWith encrypts plain in an envelope of the given format.
+func sealWith(secret, format, caHash string, plain []byte) ([]byte, error) {
 	e := &envelope{Format: format, Version: version, KDF: "argon2id", Time: kdfTime, MemoryKiB: kdfMemory,
-		Threads: kdfThreads, Salt: make([]byte, 16), Cipher: "aes-256-gcm", ServerCAHash: ServerCAHash(b.Files["tls/server-ca.crt"])}
+		Threads: kdfThreads, Salt: make([]byte, 16), Cipher: "aes-256-gcm", ServerCAHash: caHash}
 	if _, err := rand.Read(e.Salt); err != nil {
 		return nil, err
 	}
@@ -243,9 +257,30 @@ func Seal(secret string, b *Bundle) ([]byte, error) {
 // Open decrypts a sealed bundle; a wrong secret or any altered byte gives
 // ErrWrongToken.
 func Open(secret string, data []byte) (*Bundle, error) {
+	plain, err := openWith(secret, format, Key, data)
+	if err != nil {
+		return nil, err
+	}
+	var b Bundle
+	if err := json.Unmarshal(plain, &b); err != nil {
+		return nil, fmt.Errorf("the datastore's bootstrap bundle decrypts but does not parse: %w", err)
+	}
+	if b.TokenHash != tokenHash(secret) {
+		return nil, ErrWrongToken
+	}
+	for _, f := range Files {
+		if _, ok := b.Files[f]; !ok && !slices.Contains(Optional, f) {
+			return nil, fmt.Errorf("the datastore's bootstrap bundle lacks %s", f)
+		}
+	}
+	return &b, nil
+}
+
+// openWith decrypts an envelope of the given format.
+func openWith(secret, format, key string, data []byte) ([]byte, error) {
 	var e envelope
 	if err := json.Unmarshal(data, &e); err != nil || e.Format != format {
-		return nil, fmt.Errorf("the datastore's %s is not a k1s bootstrap bundle: %v", Key, err)
+		return nil, fmt.Errorf("the datastore's %s is not a %s envelope: %v", key, format, err)
 	}
 	if e.Version != version || e.KDF != "argon2id" || e.Cipher != "aes-256-gcm" {
 		return nil, fmt.Errorf("the datastore's bootstrap bundle is version %d (%s, %s); this k1s reads version %d (argon2id, aes-256-gcm): run the same k1s version on every server", e.Version, e.KDF, e.Cipher, version)
@@ -264,17 +299,5 @@ func Open(secret string, data []byte) (*Bundle, error) {
 	if err != nil {
 		return nil, ErrWrongToken
 	}
-	var b Bundle
-	if err := json.Unmarshal(plain, &b); err != nil {
-		return nil, fmt.Errorf("the datastore's bootstrap bundle decrypts but does not parse: %w", err)
-	}
-	if b.TokenHash != tokenHash(secret) {
-		return nil, ErrWrongToken
-	}
-	for _, f := range Files {
-		if _, ok := b.Files[f]; !ok && !slices.Contains(Optional, f) {
-			return nil, fmt.Errorf("the datastore's bootstrap bundle lacks %s", f)
-		}
-	}
-	return &b, nil
+	return plain, nil
 }

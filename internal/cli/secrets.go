@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/k1s-io/k1s/internal/bootstrap"
 	"github.com/k1s-io/k1s/internal/secretsenc"
 )
 
@@ -65,7 +67,20 @@ func secretsEncryptCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					k, n, err := secretsenc.Rotate(c.Context, d.server().EncryptionConfig(), r, time.Now())
+					path := d.server().EncryptionConfig()
+					shared, err := d.sharesDatastore(c.Context)
+					if err != nil {
+						return err
+					}
+					var k secretsenc.Key
+					var n int
+					if shared {
+						k, n, err = secretsenc.RotateAcross(c.Context, path, r, time.Now(), func(ctx context.Context) error {
+							return d.everyServerLoaded(ctx, path)
+						})
+					} else {
+						k, n, err = secretsenc.Rotate(c.Context, path, r, time.Now())
+					}
 					if err != nil {
 						if k.Name != "" {
 							return fmt.Errorf("%w (key %s is in place; run rotate-keys again to finish, the old keys are kept until then)", err, k.Name)
@@ -85,11 +100,7 @@ func (d *serverTarget) rewriter(w io.Writer) (secretsenc.Rewriter, error) {
 	if err != nil {
 		return secretsenc.Rewriter{}, err
 	}
-	ep, err := d.datastore()
-	if err != nil {
-		return secretsenc.Rewriter{}, err
-	}
-	return secretsenc.Rewriter{Kube: kube, Endpoint: ep, Poll: time.Second,
+	return secretsenc.Rewriter{Kube: kube, Dial: d.dial, Poll: time.Second,
 		Log: func(f string, a ...any) { fmt.Fprintf(w, f+"\n", a...) }}, nil
 }
 
@@ -111,13 +122,9 @@ func secretsStatus(ctx context.Context, w io.Writer, d *serverTarget, output str
 	if err != nil {
 		return err
 	}
-	ep, err := d.datastore()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	stored, err := secretsenc.ReadStored(ctx, ep)
+	stored, err := secretsenc.ReadStored(ctx, d.dial)
 	if err != nil {
 		return err
 	}
@@ -169,4 +176,54 @@ func secretsStatus(ctx context.Context, w io.Writer, d *serverTarget, output str
 		fmt.Fprintf(w, "%d Secret(s) are not stored with the active key: run `k1s secrets-encrypt reencrypt`.\n", st.Secrets-st.ByKey[st.ActiveKey])
 	}
 	return nil
+}
+
+// sharesDatastore: other servers report on the datastore what they run
+// with (package bootstrap), so a key rotation must wait for them.
+func (d *serverTarget) sharesDatastore(ctx context.Context) (bool, error) {
+	cli, err := d.dial(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer cli.Close()
+	reports, err := bootstrap.ListApplied(ctx, cli)
+	return len(reports) > 0, err
+}
+
+// everyServerLoaded waits until every running server's apiserver has
+// loaded the encryption configuration at path as it is now.
+func (d *serverTarget) everyServerLoaded(ctx context.Context, path string) error {
+	want, err := bootstrap.HashFile(path)
+	if err != nil {
+		return err
+	}
+	cli, err := d.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for {
+		reports, err := bootstrap.ListApplied(ctx, cli)
+		var lagging []string
+		running := 0
+		if err == nil {
+			lagging, running = bootstrap.Lagging(reports, want, time.Now())
+			if running > 0 && len(lagging) == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("waiting for every server to load %s: %w", path, err)
+			}
+			if running == 0 {
+				return fmt.Errorf("no running server reported within 3m that it loaded %s: is k1s server running on %s?", path, d.DataDir)
+			}
+			return fmt.Errorf("servers %s did not load %s within 3m (a server that is down takes it at its next start; one that runs but lags: see its log)", strings.Join(lagging, ", "), path)
+		case <-time.After(time.Second):
+		}
+	}
 }

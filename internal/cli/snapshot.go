@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/k1s-io/k1s/internal/etcd"
 	"github.com/k1s-io/k1s/internal/snapshot"
 )
 
@@ -23,27 +24,29 @@ func snapshotCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "snapshot",
-		Usage: "save, list and delete snapshots of the SQLite datastore (restore: k1s server --cluster-reset --cluster-reset-restore-path=FILE)",
+		Usage: "save, list and delete snapshots of the embedded datastore, SQLite or etcd (restore: k1s server --cluster-reset --cluster-reset-restore-path=FILE)",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "save",
-				Usage: "take a consistent snapshot while the server runs",
+				Usage: "take a consistent snapshot while the server runs (embedded etcd: of this server's member, through etcd's snapshot API)",
 				Flags: d.cliFlags(false, dirFlag, &cli.StringFlag{Name: "name", Usage: "snapshot name; the time is appended", Value: snapshot.OnDemand, Destination: &name}),
 				Action: func(c *cli.Context) error {
 					srv := d.server()
 					db := srv.SQLiteDB()
+					var info snapshot.Info
+					var err error
 					if srv.HasEtcdData() {
-						tls := srv.EtcdTLSDir()
-						return fmt.Errorf("%s holds an embedded etcd, which k1s snapshots do not cover yet: take an etcd snapshot with `etcdctl --endpoints https://127.0.0.1:2379 --cacert %s/server-ca.crt --cert %s/client.crt --key %s/client.key snapshot save FILE` on the server", srv.DataDir, tls, tls, tls)
+						info, err = etcd.SaveSnapshot(c.Context, srv, snapDir(), name, time.Now())
+					} else {
+						if _, err := os.Stat(db); err != nil {
+							return fmt.Errorf("no SQLite database at %s and no embedded etcd member at %s: with --datastore-endpoint (PostgreSQL, MySQL or etcd) back up with the datastore's own tool (pg_dump, mysqldump, etcdctl snapshot save); otherwise set --data-dir", db, srv.EtcdDir())
+						}
+						info, err = snapshot.Save(c.Context, db, snapDir(), name, time.Now())
 					}
-					if _, err := os.Stat(db); err != nil {
-						return fmt.Errorf("no SQLite database at %s: with --datastore-endpoint (PostgreSQL, MySQL or etcd) back up with the datastore's own tool (pg_dump, mysqldump, etcdctl snapshot save); otherwise set --data-dir", db)
-					}
-					info, err := snapshot.Save(c.Context, db, snapDir(), name, time.Now())
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "saved %s (%d bytes, checksum in %s.sha256)\n", info.Path, info.Size, info.Path)
+					fmt.Fprintf(c.App.Writer, "saved %s snapshot %s (%d bytes, checksum in %s.sha256)\n", info.Kind, info.Path, info.Size, info.Path)
 					return nil
 				},
 			},
@@ -58,9 +61,9 @@ func snapshotCommand() *cli.Command {
 						return err
 					}
 					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "NAME\tCREATED\tSIZE\tPATH")
+					fmt.Fprintln(w, "NAME\tKIND\tCREATED\tSIZE\tPATH")
 					for _, s := range all {
-						fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", s.Name, s.Created.Format(time.RFC3339), s.Size, s.Path)
+						fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, s.Created.Format(time.RFC3339), s.Size, s.Path)
 					}
 					return w.Flush()
 				},

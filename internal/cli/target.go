@@ -1,17 +1,20 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/k1s-io/k1s/internal/config"
+	"github.com/k1s-io/k1s/internal/etcd"
 )
 
 // serverTarget is how a day-2 command (token, certificate, secrets-encrypt,
@@ -59,12 +62,17 @@ func (t *serverTarget) cliFlags(withKubeconfig bool, extra ...cli.Flag) []cli.Fl
 	return append(b.flags, extra...)
 }
 
-// datastore is the running server's kine socket, through which the stored
-// (encrypted) form of Secrets is read.
-func (t *serverTarget) datastore() (string, error) {
-	sock := t.server().KineSocket()
-	if _, err := os.Stat(sock); err != nil {
-		return "", fmt.Errorf("no datastore socket at %s: is `k1s server` running with --data-dir %s? (with an external etcd as datastore, read its keys with etcdctl instead)", sock, t.DataDir)
+// dial connects to the running server's datastore: its kine socket
+// (SQLite, PostgreSQL, MySQL), or its embedded etcd member (on loopback
+// with the member's client certificate).
+func (t *serverTarget) dial(ctx context.Context) (*clientv3.Client, error) {
+	s := t.server()
+	sock := s.KineSocket()
+	if _, err := os.Stat(sock); err == nil {
+		return clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, DialTimeout: 5 * time.Second, Context: ctx})
 	}
-	return "unix://" + sock, nil
+	if s.HasEtcdData() {
+		return etcd.LocalClient(ctx, s)
+	}
+	return nil, fmt.Errorf("no datastore socket at %s and no embedded etcd in %s: is `k1s server` running with --data-dir %s? (with an external etcd as datastore, read its keys with etcdctl instead)", sock, s.EtcdDir(), t.DataDir)
 }

@@ -54,16 +54,18 @@ const (
 	DefaultSnapshotRetention = 5
 )
 
-// Snapshots are the embedded SQLite's scheduled snapshots and restore.
+// Snapshots are the embedded datastore's (SQLite or etcd) scheduled
+// snapshots and restore.
 type Snapshots struct {
 	Disable   bool
 	Schedule  string // cron, 5 fields or a descriptor such as @every 1h
 	Retention int
 	Dir       string // default <data-dir>/server/snapshots
-	// ClusterReset with RestorePath replaces the database with a snapshot
-	// (SQLite); on embedded etcd, ClusterReset alone restarts the member
-	// as a new one-member cluster with its data (after quorum loss)
-	// before the datastore starts.
+	// ClusterReset with RestorePath replaces the datastore with a
+	// snapshot of its kind (SQLite, or embedded etcd: then a one-member
+	// cluster) before it starts; on embedded etcd, ClusterReset alone
+	// restarts the member as a new one-member cluster with its data
+	// (after quorum loss).
 	ClusterReset bool
 	RestorePath  string
 }
@@ -336,7 +338,7 @@ func (s *Server) Validate() error {
 		return err
 	}
 	if s.EmbeddedEtcd() {
-		return nil // --cluster-reset checked by validateEtcd
+		return s.Snapshots.validateSchedule() // --cluster-reset checked by validateEtcd
 	}
 	return s.Snapshots.validate(s.Datastore.Endpoint)
 }
@@ -381,12 +383,17 @@ func (s *Server) validateEtcd() error {
 		}
 		return fmt.Errorf("%s: the data dir %s already holds a SQLite datastore (%s), and k1s cannot convert SQLite to etcd: start without %s to keep using SQLite, or start the etcd server in a new --data-dir (then move the workloads over, e.g. by re-applying their manifests)", flag, s.DataDir, s.SQLiteDB(), flag)
 	}
-	if s.Snapshots.ClusterReset {
-		if s.Snapshots.RestorePath != "" {
-			return fmt.Errorf("--cluster-reset-restore-path restores k1s's SQLite snapshots; restoring an etcd snapshot is not there yet (use etcdutl snapshot restore into %s)", s.EtcdDir())
-		}
-		if !s.HasEtcdData() {
-			return fmt.Errorf("--cluster-reset on embedded etcd restarts this data dir's etcd member as a one-member cluster, but %s holds no etcd data", s.EtcdDir())
+	n := s.Snapshots
+	switch {
+	case n.RestorePath != "" && !n.ClusterReset:
+		return fmt.Errorf("--cluster-reset-restore-path needs --cluster-reset")
+	case n.ClusterReset && n.RestorePath != "" && !s.HasEtcdData():
+		return fmt.Errorf("--cluster-reset-restore-path on embedded etcd replaces this data dir's etcd member, but %s holds no etcd data: restore on the server the snapshot was taken from (its data dir holds the cluster's CAs and keys)", s.EtcdDir())
+	case n.ClusterReset && !s.HasEtcdData():
+		return fmt.Errorf("--cluster-reset on embedded etcd restarts this data dir's etcd member as a one-member cluster, but %s holds no etcd data", s.EtcdDir())
+	case n.RestorePath != "":
+		if _, err := os.Stat(n.RestorePath); err != nil {
+			return fmt.Errorf("--cluster-reset-restore-path: %v", err)
 		}
 	}
 	return nil
@@ -414,7 +421,8 @@ func (s *Server) validateRemoveMember() error {
 	return nil
 }
 
-func (n *Snapshots) validate(endpoint string) error {
+// validateSchedule checks the scheduled snapshots' flags.
+func (n *Snapshots) validateSchedule() error {
 	if n.Schedule != "" {
 		if _, err := cron.ParseStandard(n.Schedule); err != nil {
 			return fmt.Errorf("invalid --snapshot-schedule %q: %v (use cron's five fields, e.g. \"0 */12 * * *\", or @every 6h)", n.Schedule, err)
@@ -422,6 +430,13 @@ func (n *Snapshots) validate(endpoint string) error {
 	}
 	if n.Retention < 1 {
 		return fmt.Errorf("invalid --snapshot-retention %d: keep at least 1 (or turn scheduled snapshots off with --disable-snapshots)", n.Retention)
+	}
+	return nil
+}
+
+func (n *Snapshots) validate(endpoint string) error {
+	if err := n.validateSchedule(); err != nil {
+		return err
 	}
 	external := endpoint != "" && !strings.HasPrefix(endpoint, "sqlite://")
 	switch {

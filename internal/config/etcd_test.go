@@ -57,10 +57,30 @@ func TestClusterInitRefusals(t *testing.T) {
 			s.ServerURL, s.Token = "https://192.0.2.1:6443", "0123456789abcdef0123"
 			mkfile(t, s.SQLiteDB())
 		}, []string{"cannot convert SQLite to etcd"}},
-		{"cluster reset restore path on etcd", func(t *testing.T, s *Server) {
+		{"cluster reset restore path without etcd data", func(t *testing.T, s *Server) {
 			s.ClusterInit = true
 			s.Snapshots.ClusterReset, s.Snapshots.RestorePath = true, "/x.db"
-		}, []string{"--cluster-reset-restore-path", "etcd snapshot"}},
+		}, []string{"--cluster-reset-restore-path", "holds no etcd data", "the server the snapshot was taken from"}},
+		{"restore path without reset on etcd", func(t *testing.T, s *Server) {
+			if err := os.MkdirAll(filepath.Join(s.EtcdDir(), "member"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			s.Snapshots.RestorePath = "/x.db"
+		}, []string{"--cluster-reset-restore-path needs --cluster-reset"}},
+		{"restore missing file on etcd", func(t *testing.T, s *Server) {
+			if err := os.MkdirAll(filepath.Join(s.EtcdDir(), "member"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			s.Snapshots.ClusterReset, s.Snapshots.RestorePath = true, "/nonexistent/x.db"
+		}, []string{"--cluster-reset-restore-path", "no such file"}},
+		{"snapshot schedule on etcd", func(t *testing.T, s *Server) {
+			s.ClusterInit = true
+			s.Snapshots.Schedule = "sometimes"
+		}, []string{`invalid --snapshot-schedule "sometimes"`}},
+		{"snapshot retention on etcd", func(t *testing.T, s *Server) {
+			s.ClusterInit = true
+			s.Snapshots.Retention = 0
+		}, []string{"invalid --snapshot-retention 0"}},
 		{"cluster reset without etcd data", func(t *testing.T, s *Server) {
 			s.ClusterInit = true
 			s.Snapshots.ClusterReset = true
@@ -130,7 +150,14 @@ func TestEmbeddedEtcdChoice(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Errorf("--cluster-reset on etcd data: %v", err)
 	}
-	s.Snapshots.ClusterReset = false
+	// So is a snapshot to restore (its kind is checked when it is restored).
+	snap := filepath.Join(t.TempDir(), "s.db")
+	mkfile(t, snap)
+	s.Snapshots.RestorePath = snap
+	if err := s.Validate(); err != nil {
+		t.Errorf("--cluster-reset-restore-path on etcd data: %v", err)
+	}
+	s.Snapshots.ClusterReset, s.Snapshots.RestorePath = false, ""
 	// --remove-member on etcd data, with the server's usual flags.
 	s.RemoveMember, s.ServerURL, s.Token = true, "https://192.0.2.1:6443", "0123456789abcdef0123"
 	if err := s.Validate(); err != nil {

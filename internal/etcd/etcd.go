@@ -11,12 +11,15 @@
 // once the member answers a linearizable read (it has a leader and, in a
 // cluster of several, quorum); Stop closes it. With --cluster-reset the
 // member restarts once as a one-member cluster (etcd's force-new-cluster),
-// for a survivor of a quorum loss. A member the cluster removes (its
-// server's Node deleted, `k1s server --remove-member` elsewhere, etcdctl)
-// stops on its own: Stopped is closed, and RemovedError says what happened
-// and how to join again; the data dir remembers it (Member.Removed), so a
-// restart on that data is refused at once. removal.go decides which member
-// a deleted Node's removal takes, and when it must be refused.
+// for a survivor of a quorum loss. Snapshots (snapshot.go) are etcd's own:
+// taken through the member's client API, restored with etcd's restore
+// // code (etcdutl) into a new one-member cluster of this member. A member
+// the cluster removes (its server's Node deleted, `k1s server
+// --remove-member` elsewhere, etcdctl) stops on its own: Stopped is
+// closed, and RemovedError says what happened and how to join again; the
+// data dir remembers it (Member.Removed), so a restart on that data is
+// refused at once (with --cluster-reset too). removal.go decides which
+// member a deleted Node's removal takes, and when it must be refused.
 package etcd
 
 import (
@@ -103,8 +106,9 @@ func MemberConfig(cfg *config.Server, join *Join) (*embed.Config, error) {
 		ec.ClusterState = embed.ClusterStateFlagExisting
 	}
 	// --cluster-reset: the member forgets the others and forms a
-	// one-member cluster with its data (once: see Start).
-	ec.ForceNewCluster = cfg.Snapshots.ClusterReset && !resetDone(cfg)
+	// one-member cluster with its data (once: see Start). With
+	// --cluster-reset-restore-path the restore made that cluster already.
+	ec.ForceNewCluster = forceNewCluster(cfg)
 	ec.ClientTLSInfo.CertFile, ec.ClientTLSInfo.KeyFile = f.ServingCert(), f.ServingKey()
 	ec.ClientTLSInfo.TrustedCAFile = f.ServerCA()
 	ec.ClientTLSInfo.ClientCertAuth = true
@@ -154,7 +158,7 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 	if id, removed := WasRemoved(cfg); removed {
 		return nil, RemovedError(cfg, id)
 	}
-	if cfg.Snapshots.ClusterReset && !ec.ForceNewCluster {
+	if cfg.Snapshots.ClusterReset && cfg.Snapshots.RestorePath == "" && !ec.ForceNewCluster {
 		log.Warnf("--cluster-reset: this member was reset already (%s): starting without resetting again; remove --cluster-reset (or delete that file to reset once more)", resetMarker(cfg))
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zapToLogrus(cfg.Debug))
@@ -224,6 +228,10 @@ func Start(ctx context.Context, cfg *config.Server, join *Join, log logrus.Field
 // a cluster that other servers have joined since.
 func resetMarker(cfg *config.Server) string { return filepath.Join(cfg.EtcdDir(), "k1s-cluster-reset") }
 
+func forceNewCluster(cfg *config.Server) bool {
+	return cfg.Snapshots.ClusterReset && cfg.Snapshots.RestorePath == "" && !resetDone(cfg)
+}
+
 func resetDone(cfg *config.Server) bool {
 	_, err := os.Stat(resetMarker(cfg))
 	return err == nil
@@ -236,6 +244,16 @@ func (m *Member) Client(ctx context.Context) (*clientv3.Client, error) {
 		return nil, err
 	}
 	return clientv3.New(clientv3.Config{Endpoints: m.Endpoints, TLS: tc, DialTimeout: 5 * time.Second, Context: ctx})
+}
+
+// LocalClient dials the running member of cfg's data dir on loopback with
+// its client certificate: how k1s's commands reach it beside the server.
+func LocalClient(ctx context.Context, cfg *config.Server) (*clientv3.Client, error) {
+	cc, err := ClientConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return clientv3.New(cc)
 }
 
 // ClientTLS is the TLS configuration of an etcd client from its files.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,7 +108,8 @@ type Renewer struct {
 }
 
 // Check renews every leaf of the server (and of its own node, unless
-// --disable-agent) that Ensure would renew at start: fewer than
+// --disable-agent; and of its embedded etcd member) that Ensure and
+// EnsureEtcd would renew at start: fewer than
 // RenewBefore left, or no longer what the configuration asks for. Keys
 // are kept. The kubeconfigs are rewritten if a certificate they hold
 // changed (the admin kubeconfig inlines its certificate).
@@ -131,6 +133,15 @@ func (r *Renewer) Check(now time.Time) ([]Event, error) {
 	// may have replaced the admin certificate that one kubeconfig inlines.
 	if err := writeKubeconfigs(r.Cfg, f, r.PKI.ServerCA.CertPEM); err != nil {
 		return events, err
+	}
+	if r.Cfg.EmbeddedEtcd() {
+		// etcd reads its certificate files at each TLS handshake, the
+		// apiserver's etcd client too: renewing the files is enough.
+		ev, err := EnsureEtcd(EtcdFiles{Dir: r.Cfg.EtcdTLSDir()}, net.ParseIP(r.Cfg.AdvertiseAddress), now)
+		events = append(events, ev...)
+		if err != nil {
+			return events, err
+		}
 	}
 	if r.Cfg.DisableAgent {
 		return events, nil

@@ -3,6 +3,7 @@ package pki
 import (
 	"bytes"
 	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,6 +152,42 @@ func TestRenewerCheck(t *testing.T) {
 
 // Rotate reissues exactly the named certificates, like they were (subject,
 // names), with the same key, and leaves everything else alone.
+// TestRenewerCheckEtcd: the embedded etcd member's leaves are renewed by
+// the periodic check too, not only at start; its CAs are kept.
+func TestRenewerCheckEtcd(t *testing.T) {
+	cfg := renewConfig(t)
+	cfg.DisableAgent = true
+	cfg.ClusterInit = true
+	cfg.AdvertiseAddress = "192.0.2.10"
+	res := mustEnsure(t, cfg, t0)
+	ef := EtcdFiles{Dir: cfg.EtcdTLSDir()}
+	if _, err := EnsureEtcd(ef, net.ParseIP(cfg.AdvertiseAddress), t0); err != nil {
+		t.Fatal(err)
+	}
+	before := crtFiles(t, ef.Dir)
+	rn := &Renewer{Cfg: cfg, PKI: res}
+	if ev, err := rn.Check(t0.Add(30 * 24 * time.Hour)); err != nil || len(ev) != 0 {
+		t.Fatalf("Check a month in = %+v, %v; want nothing renewed", ev, err)
+	}
+	ev, err := rn.Check(t0.Add(LeafValidity - RenewBefore + 24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var etcd []string
+	for _, e := range ev {
+		if strings.HasPrefix(e.Name, "etcd ") {
+			etcd = append(etcd, e.Name+" "+e.Action)
+		}
+	}
+	slices.Sort(etcd)
+	if want := []string{"etcd client renewed", "etcd peer renewed", "etcd serving renewed"}; !slices.Equal(etcd, want) {
+		t.Errorf("etcd events %v, want %v", etcd, want)
+	}
+	if c := changedFiles(before, crtFiles(t, ef.Dir)); !slices.Equal(c, []string{"client.crt", "peer.crt", "serving.crt"}) {
+		t.Errorf("changed files in %s: %v; want the three leaf certificates only (CAs kept)", ef.Dir, c)
+	}
+}
+
 func TestRotateOnlyNamed(t *testing.T) {
 	cfg := renewConfig(t)
 	res := mustEnsure(t, cfg, t0)

@@ -24,10 +24,14 @@ const secretsPrefix = "/registry/secrets/"
 // ("" in the clear).
 type Stored map[string]string
 
-// ReadStored reads every Secret's stored value from the datastore at
-// endpoint (k1s's kine socket, unix://…) and says how it is encrypted.
-func ReadStored(ctx context.Context, endpoint string) (Stored, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Context: ctx})
+// Dial connects to the datastore's etcd API (k1s's kine socket, or the
+// embedded etcd member).
+type Dial func(context.Context) (*clientv3.Client, error)
+
+// ReadStored reads every Secret's stored value from the datastore and
+// says how it is encrypted.
+func ReadStored(ctx context.Context, dial Dial) (Stored, error) {
+	cli, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +43,7 @@ func ReadStored(ctx context.Context, endpoint string) (Stored, error) {
 		// Pages keep one reply small however many Secrets there are.
 		resp, err := cli.Get(ctx, key, clientv3.WithRange(end), clientv3.WithLimit(500))
 		if err != nil {
-			return nil, fmt.Errorf("reading Secrets from the datastore at %s: %w", endpoint, err)
+			return nil, fmt.Errorf("reading Secrets from the datastore: %w", err)
 		}
 		for _, kv := range resp.Kvs {
 			out[strings.TrimPrefix(string(kv.Key), secretsPrefix)] = KeyOf(kv.Value)
@@ -74,15 +78,15 @@ func (s Stored) NotOn(key string) []string {
 
 // storedKey is the key one Secret ("namespace/name") is stored with;
 // WaitFor polls it, and a read of every Secret each time would be waste.
-func storedKey(ctx context.Context, endpoint, name string) (string, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Context: ctx})
+func storedKey(ctx context.Context, dial Dial, name string) (string, error) {
+	cli, err := dial(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer cli.Close()
 	resp, err := cli.Get(ctx, secretsPrefix+name)
 	if err != nil {
-		return "", fmt.Errorf("reading Secret %s from the datastore at %s: %w", name, endpoint, err)
+		return "", fmt.Errorf("reading Secret %s from the datastore: %w", name, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", fmt.Errorf("Secret %s is not in the datastore", name)
@@ -93,9 +97,9 @@ func storedKey(ctx context.Context, endpoint, name string) (string, error) {
 // Rewriter moves Secrets to the active key through the apiserver: an
 // update of a Secret read with an older key writes it with the active one.
 type Rewriter struct {
-	Kube     kubernetes.Interface
-	Endpoint string // the datastore, as for ReadStored
-	Log      func(format string, args ...any)
+	Kube kubernetes.Interface
+	Dial Dial // the datastore, as for ReadStored
+	Log  func(format string, args ...any)
 	// Poll is how often Wait checks that the apiserver uses a new key.
 	Poll time.Duration
 }
@@ -119,7 +123,7 @@ func (r Rewriter) WaitFor(ctx context.Context, key string, timeout time.Duration
 			_, err = secrets.Create(ctx, probe, metav1.CreateOptions{})
 		}
 		if err == nil {
-			if last, err = storedKey(ctx, r.Endpoint, metav1.NamespaceSystem+"/"+probeName); err == nil && last == key {
+			if last, err = storedKey(ctx, r.Dial, metav1.NamespaceSystem+"/"+probeName); err == nil && last == key {
 				return nil
 			}
 		}
@@ -138,7 +142,7 @@ func (r Rewriter) WaitFor(ctx context.Context, key string, timeout time.Duration
 // many it re-wrote. A Secret deleted meanwhile is skipped; one changed
 // meanwhile was written with the active key by that change.
 func (r Rewriter) Reencrypt(ctx context.Context, key string) (int, error) {
-	stored, err := ReadStored(ctx, r.Endpoint)
+	stored, err := ReadStored(ctx, r.Dial)
 	if err != nil {
 		return 0, err
 	}
@@ -158,7 +162,7 @@ func (r Rewriter) Reencrypt(ctx context.Context, key string) (int, error) {
 			r.Log("re-wrote %d of %d Secrets", i+1, len(todo))
 		}
 	}
-	after, err := ReadStored(ctx, r.Endpoint)
+	after, err := ReadStored(ctx, r.Dial)
 	if err != nil {
 		return done, err
 	}
@@ -211,4 +215,50 @@ func Rotate(ctx context.Context, path string, r Rewriter, now time.Time) (Key, i
 	}
 	c.Keys = slices.DeleteFunc(c.Keys, func(old Key) bool { return old.Name != k.Name })
 	return k, n, Save(path, c)
+}
+
+// RotateAcross is Rotate for servers that share a datastore, each with its
+// own copy of the configuration (kept alike through the cluster's
+// bootstrap bundle). No server may meet a Secret written with a key it
+// lacks, so each change waits until every running server's apiserver has
+// loaded it (everyLoaded) before the next: the new key is added as a
+// second key, readable but not yet written; then made the active one,
+// after which Secrets are re-written; then the old keys are dropped.
+func RotateAcross(ctx context.Context, path string, r Rewriter, now time.Time, everyLoaded func(context.Context) error) (Key, int, error) {
+	c, ok, err := Load(path)
+	if err != nil {
+		return Key{}, 0, err
+	}
+	if !ok || !c.On {
+		return Key{}, 0, errors.New("secrets encryption is off: start the servers with --secrets-encryption (the default) first")
+	}
+	k, err := NewKey(now, c.Keys)
+	if err != nil {
+		return Key{}, 0, err
+	}
+	step := func(what string, keys []Key) error {
+		c.Keys = keys
+		if err := Save(path, c); err != nil {
+			return err
+		}
+		if r.Log != nil {
+			r.Log("%s; waiting for every server to load it", what)
+		}
+		return everyLoaded(ctx)
+	}
+	old := slices.Clone(c.Keys)
+	if err := step("key "+k.Name+" added (readable, not yet used)", append([]Key{old[0], k}, old[1:]...)); err != nil {
+		return Key{}, 0, err
+	}
+	if err := step("key "+k.Name+" made active", append([]Key{k}, old...)); err != nil {
+		return k, 0, err
+	}
+	if err := r.WaitFor(ctx, k.Name, 2*time.Minute); err != nil {
+		return k, 0, err
+	}
+	n, err := r.Reencrypt(ctx, k.Name)
+	if err != nil {
+		return k, n, err
+	}
+	return k, n, step("old keys removed", []Key{k})
 }

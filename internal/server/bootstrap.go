@@ -9,12 +9,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/k1s-io/k1s/internal/bootstrap"
+	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
@@ -81,8 +83,8 @@ func (r *run) etcdClient(ctx context.Context) (*clientv3.Client, error) {
 // pki.Ensure finds them instead of creating a cluster of its own. It
 // writes nothing when the bundle does not open with this server's token.
 func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found bool, err error) {
-	sealed, found, err := bootstrap.Get(ctx, kv)
-	if err != nil || !found {
+	sealed, rev, err := bootstrap.GetRev(ctx, kv)
+	if err != nil || rev == 0 {
 		return false, err
 	}
 	secret, err := r.tokenSecret()
@@ -92,7 +94,16 @@ func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found boo
 	if secret == "" {
 		return true, fmt.Errorf("the datastore %s already holds a k1s cluster: start this server with that cluster's --token (the first server's <data-dir>/server/token), or use another datastore", r.store.Description)
 	}
-	err = r.applyBundle(sealed, secret)
+	err = r.applyBundle(sealed, rev, secret)
+	if errors.Is(err, bootstrap.ErrWrongToken) {
+		next, ok, ferr := r.followToken(ctx, kv, secret)
+		if ferr != nil {
+			return true, ferr
+		}
+		if ok {
+			err = r.applyBundle(sealed, rev, next)
+		}
+	}
 	if own := r.ownCAHash(); errors.Is(err, bootstrap.ErrWrongToken) && own != "" && own == bootstrap.SealedServerCAHash(sealed) {
 		// A member restarting after `k1s token rotate`: it needs nothing
 		// from the bundle, and its CAs are what the cluster was made with.
@@ -100,6 +111,47 @@ func (r *run) loadClusterSecrets(ctx context.Context, kv clientv3.KV) (found boo
 		return true, nil
 	}
 	return true, err
+}
+
+// followToken: the bundle does not open with secret, perhaps because the
+// server token was rotated on another server. If this data dir is a
+// member already (it has a token file) and the datastore's chain of
+// rotations leads from secret to a newer one, the token file takes it
+// (the old one is retired) and the newer secret is returned. A server that
+// never ran is not let in with an old token this way.
+func (r *run) followToken(ctx context.Context, kv clientv3.KV, secret string) (string, bool, error) {
+	cur := r.fileTokenSecret()
+	if cur == "" {
+		return "", false, nil
+	}
+	list, _, err := bootstrap.GetSuccessors(ctx, kv)
+	if err != nil {
+		return "", false, err
+	}
+	next, steps, err := bootstrap.FollowSuccessors(list, secret)
+	if err != nil || steps == 0 {
+		return "", false, err
+	}
+	if next != cur {
+		if _, err := join.RotateServerToken(r.cfg.TokenPath(), filepath.Join(r.cfg.TLSDir(), "server-ca.crt"), next); err != nil {
+			return "", false, fmt.Errorf("taking the server token rotated on another server: %w", err)
+		}
+		r.log.Warnf("the server token was rotated on another server (k1s token rotate): %s now holds the new one, and the old one is refused for joins. Where this server's configuration gives a token (--token, --token-file, K1S_TOKEN, token:), change it to the new one", r.cfg.TokenPath())
+	}
+	return next, true, nil
+}
+
+// fileTokenSecret is the secret in this data dir's token file, "" if none.
+func (r *run) fileTokenSecret() string {
+	data, err := os.ReadFile(r.cfg.TokenPath())
+	if err != nil {
+		return ""
+	}
+	t, err := pki.ParseToken(string(data))
+	if err != nil {
+		return ""
+	}
+	return t.Secret
 }
 
 // ownCAHash is the hash of this data dir's server CA, "" if it has none.
@@ -111,22 +163,50 @@ func (r *run) ownCAHash() string {
 	return bootstrap.ServerCAHash(pem)
 }
 
-func (r *run) applyBundle(sealed []byte, secret string) error {
+// applyBundle writes the bundle's files this server needs before its PKI
+// is made. With a record of the last agreement (bootstrap.LoadSynced) it
+// takes every file changed in the bundle since (new CAs from another
+// server's rotate-ca included) and leaves the ones changed here for
+// publishing; without one (a first start, or a data dir from before
+// bundle updates) it refuses another cluster's CAs and writes only the
+// files missing here.
+func (r *run) applyBundle(sealed []byte, rev int64, secret string) error {
 	start := time.Now()
 	b, err := bootstrap.Open(secret, sealed)
 	if err != nil {
 		return fmt.Errorf("datastore %s: %w", r.store.Description, err)
 	}
+	r.bsync = r.newBundleSync(secret)
+	r.bsync.bundle, r.bsync.rev = b, rev
 	dir := r.cfg.ServerDir()
-	if err := b.Check(dir); err != nil {
-		return err
-	}
-	written, kept, err := b.Write(dir)
+	synced, ok, err := bootstrap.LoadSynced(dir)
 	if err != nil {
 		return err
 	}
-	for _, k := range kept {
-		r.log.Warnf("%s differs from the cluster's bootstrap bundle in the datastore; keeping this server's copy (bundle updates are not propagated: copy the file to every server)", k)
+	var written []string
+	if ok {
+		local, err := bootstrap.LocalHashes(dir)
+		if err != nil {
+			return err
+		}
+		plan := bootstrap.PlanSync(local, synced, b.Hashes())
+		if slices.Contains(plan.Apply, "tls/server-ca.crt") && local["tls/server-ca.crt"] != "" {
+			r.log.Warnf("the cluster's CAs were replaced on another server (k1s certificate rotate-ca), or the datastore was restored from a snapshot: taking the datastore's; this server's certificates are issued again from them")
+		}
+		if written, err = b.Replace(dir, r.bsync.backupDir(), plan.Apply); err != nil {
+			return err
+		}
+	} else {
+		if err := b.Check(dir); err != nil {
+			return err
+		}
+		var kept []string
+		if written, kept, err = b.Write(dir); err != nil {
+			return err
+		}
+		for _, k := range kept {
+			r.log.Warnf("%s differs from the cluster's bootstrap bundle in the datastore; keeping this server's copy, not publishing it (make every server's copy alike, or delete this one to take the bundle's at the next start)", k)
+		}
 	}
 	r.log.Infof("loaded the cluster's CAs and keys from the datastore in %s (%d files written)", time.Since(start).Round(time.Millisecond), len(written))
 	return nil
@@ -164,7 +244,7 @@ func (r *run) publishClusterSecrets(ctx context.Context, kv clientv3.KV) error {
 			return err
 		}
 	}
-	if err := r.applyBundle(stored, t.Secret); err != nil {
+	if err := r.applyBundle(stored, 0, t.Secret); err != nil {
 		return err
 	}
 	return r.ensureCredentials()

@@ -10,10 +10,12 @@ import (
 const stopRenewal = 5 * time.Second
 
 // certRenewal starts the periodic check of the server's leaf certificates
-// and its own node's (the pki and credentials steps checked them at start).
+// and its own node's, and its embedded etcd member's (the pki, credentials
+// and datastore steps checked them at start).
 // Renewed files are picked up by their users without a restart: the
 // apiserver's serving and proxy-client certificates and the kubelet's
-// serving certificate by their file watchers, every client built from a
+// serving certificate by their file watchers, etcd and the apiserver's
+// etcd client at each TLS handshake, every client built from a
 // kubeconfig that names certificate files by client-go's reload (checked
 // every 5 minutes).
 func (r *run) certRenewal(context.Context) error {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,9 @@ type run struct {
 	pki   *pki.Result
 	// encryption is the apiserver's encryption configuration, "" for none.
 	encryption string
+	// bsync keeps the shared files and the cluster's bootstrap bundle
+	// alike (nil: no shared datastore, or a bundle this server cannot open).
+	bsync *bundleSync
 	// claimName claims the server's node name before joins open (a stand-in
 	// in unit tests, which have no apiserver to answer).
 	claimName func(context.Context) error
@@ -169,11 +173,14 @@ func (r *run) steps() []pipeline.Step {
 			return pipeline.Run(ctx, r.log, n.Join())
 		}})
 	}
+	if ep := r.cfg.Datastore.Endpoint; r.cfg.EmbeddedEtcd() || ep != "" && !strings.HasPrefix(ep, "sqlite://") {
+		steps = append(steps, pipeline.Step{Name: "bundle-sync", Run: r.bundleSyncLoop})
+	}
 	return append(steps, pipeline.Step{Name: "cert-renewal", Run: r.certRenewal})
 }
 
 func (r *run) datastore(ctx context.Context) error {
-	if r.cfg.Snapshots.ClusterReset && !r.cfg.EmbeddedEtcd() {
+	if r.cfg.Snapshots.ClusterReset && (!r.cfg.EmbeddedEtcd() || r.cfg.Snapshots.RestorePath != "") {
 		if err := r.restore(ctx); err != nil {
 			return err
 		}
@@ -242,10 +249,21 @@ func (r *run) certificates(ctx context.Context) error {
 	if err := r.ensureCredentials(); err != nil {
 		return err
 	}
-	if found {
-		return nil
+	if !found {
+		if err := r.publishClusterSecrets(ctx, cli); err != nil {
+			return err
+		}
+		tok, err := pki.ParseToken(r.pki.Token)
+		if err != nil {
+			return err
+		}
+		r.bsync = r.newBundleSync(tok.Secret)
 	}
-	return r.publishClusterSecrets(ctx, cli)
+	if r.bsync == nil {
+		return nil // the bundle does not open with this server's token (logged)
+	}
+	// Changes made here while the server was stopped (rotate-ca) go out.
+	return r.bsync.pass(ctx, cli)
 }
 
 // ensureCredentials makes or renews the PKI and the encryption config.

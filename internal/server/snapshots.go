@@ -12,6 +12,7 @@ import (
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
 	"github.com/k1s-io/k1s/internal/datastore"
+	"github.com/k1s-io/k1s/internal/etcd"
 	"github.com/k1s-io/k1s/internal/snapshot"
 )
 
@@ -20,15 +21,22 @@ import (
 // it again over what the cluster did since.
 const restoredMarker = "restored-from"
 
-// restore replaces the SQLite database with the --cluster-reset-restore-path
-// snapshot, before the datastore opens it.
+// restore replaces the datastore with the --cluster-reset-restore-path
+// snapshot before the datastore starts: the SQLite database, or the
+// embedded etcd member's data (then a one-member cluster).
 func (r *run) restore(ctx context.Context) error {
 	path := r.cfg.Snapshots.RestorePath
-	db := datastore.SQLitePath(datastore.Endpoint(r.cfg))
+	embedded := r.cfg.EmbeddedEtcd()
+	db := r.cfg.EtcdDir()
+	if !embedded {
+		db = datastore.SQLitePath(datastore.Endpoint(r.cfg))
+	}
 	sum, err := os.ReadFile(path + ".sha256")
 	if err != nil {
 		return fmt.Errorf("--cluster-reset-restore-path: snapshot %s has no checksum file %s.sha256: %v", path, path, err)
 	}
+	// The marker is beside the database (server/db for both kinds): an
+	// etcd restore renames the etcd dir.
 	mark := filepath.Join(filepath.Dir(db), restoredMarker)
 	if prev, err := os.ReadFile(mark); err == nil && strings.TrimSpace(string(prev)) == strings.TrimSpace(string(sum)) {
 		r.log.Warnf("the datastore was already restored from %s: starting without restoring it again (remove --cluster-reset and --cluster-reset-restore-path)", path)
@@ -37,34 +45,46 @@ func (r *run) restore(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(db), 0o700); err != nil {
 		return err
 	}
-	kept, err := snapshot.Restore(ctx, path, db, time.Now())
-	if err != nil {
+	var kept string
+	if embedded {
+		kept, err = etcd.RestoreSnapshot(ctx, r.cfg, path, time.Now(), r.log)
+	} else {
+		kept, err = snapshot.Restore(ctx, path, db, time.Now())
+	}
+	switch {
+	case err != nil && kept != "":
+		// Moved aside, but the restored data could not take its place.
+		return fmt.Errorf("--cluster-reset-restore-path: %w (the data it was to replace is in %s: move it back to %s to start without the restore)", err, kept, db)
+	case err != nil:
 		return fmt.Errorf("--cluster-reset-restore-path: %w (nothing was changed)", err)
 	}
 	if err := atomicfile.Write(mark, sum, 0o600); err != nil {
 		return err
 	}
-	if kept != "" {
+	switch {
+	case embedded && kept != "":
+		r.log.Warnf("datastore restored from snapshot %s as a one-member etcd cluster (other servers must join again with --server and a new data dir); the member data it replaced is kept in %s", path, kept)
+	case embedded:
+		r.log.Warnf("datastore restored from snapshot %s as a one-member etcd cluster", path)
+	case kept != "":
 		r.log.Warnf("datastore restored from snapshot %s; the database it replaced is kept as %s", path, kept)
-	} else {
+	default:
 		r.log.Warnf("datastore restored from snapshot %s", path)
 	}
 	return nil
 }
 
 // scheduleSnapshots starts the scheduled snapshots of the SQLite
-// datastore, unless they are off or the datastore is external.
+// datastore or the embedded etcd member, unless they are off or the
+// datastore is external.
 func (r *run) scheduleSnapshots() {
 	sn := r.cfg.Snapshots
 	db := datastore.SQLitePath(datastore.Endpoint(r.cfg))
 	if sn.Disable || sn.Schedule == "" {
 		return
 	}
-	if r.store.Etcd != nil {
-		r.log.Infof("no scheduled snapshots: k1s snapshots SQLite only; back the embedded etcd up with etcdctl snapshot save (client certificates in %s)", r.cfg.EtcdTLSDir())
-		return
-	}
-	if db == "" {
+	member := r.store.Etcd
+	if member == nil && db == "" {
 		r.log.Infof("no scheduled snapshots: the datastore is external (%s); back it up with its own tool", r.store.Description)
 		return
 	}
@@ -82,7 +102,15 @@ func (r *run) scheduleSnapshots() {
 				return nil
 			case <-time.After(time.Until(next)):
 			}
-			info, err := snapshot.Save(ctx, db, dir, snapshot.Scheduled, time.Now())
+			var info snapshot.Info
+			var err error
+			if member != nil {
+				// This member's snapshot: each server of an etcd
+				// cluster takes its own.
+				info, err = member.Snapshot(ctx, dir, snapshot.Scheduled, time.Now())
+			} else {
+				info, err = snapshot.Save(ctx, db, dir, snapshot.Scheduled, time.Now())
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil

@@ -1,11 +1,15 @@
-// Package snapshot saves, lists, prunes and restores snapshots of the
-// embedded SQLite datastore. A snapshot is a consistent copy made online
-// with SQLite's VACUUM INTO (a read transaction: the server keeps
-// writing), stored 0600 with a sha256 file beside it. Restoring checks the
-// checksum and that the file is a kine database, keeps the replaced
-// database beside it, and moves the revision past the old database's so
-// that clients holding newer resource versions re-list instead of missing
-// the change.
+// Package snapshot saves, lists, prunes and restores snapshots of a k1s
+// server's datastore, of either kind: the embedded SQLite (Save, a
+// consistent copy made online with SQLite's VACUUM INTO, a read
+// transaction: the server keeps writing) or the embedded etcd (SaveEtcd,
+// etcd's own snapshot API against the running member). Both kinds share
+// one directory, one naming (<name>-<time>.db) and a sha256 file beside
+// each snapshot (all 0600); KindOf tells them apart by their first bytes,
+// and List shows it. Restoring checks the checksum and the kind first.
+// Restore (SQLite) checks that the file is a kine database, keeps the
+// replaced database beside it, and moves the revision past the old
+// database's so that clients holding newer resource versions re-list
+// instead of missing the change; package etcd restores etcd snapshots.
 package snapshot
 
 import (
@@ -23,6 +27,9 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite kine uses
+	clientv3 "go.etcd.io/etcd/client/v3"
+	etcdsnapshot "go.etcd.io/etcd/client/v3/snapshot"
+	"go.uber.org/zap"
 
 	"github.com/k1s-io/k1s/internal/atomicfile"
 	"github.com/k1s-io/k1s/internal/digest"
@@ -48,10 +55,53 @@ func CheckName(name string) error {
 	return nil
 }
 
+// Kind is what a snapshot holds.
+type Kind string
+
+const (
+	// SQLite is a copy of the embedded SQLite (kine) database.
+	SQLite Kind = "sqlite"
+	// Etcd is an etcd snapshot (a bbolt database with etcd's sha256
+	// appended), of the embedded etcd member.
+	Etcd Kind = "etcd"
+	// Unknown is any other file.
+	Unknown Kind = "unknown"
+)
+
+// sqliteHeader starts every SQLite 3 database file.
+const sqliteHeader = "SQLite format 3\x00"
+
+// boltMagic is bbolt's marker in its first meta page, after the 16-byte
+// page header (little-endian on the architectures k1s builds for).
+var boltMagic = []byte{0xed, 0xda, 0x0c, 0xed}
+
+// KindOf tells a snapshot's kind from its first bytes.
+func KindOf(path string) (Kind, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Unknown, err
+	}
+	defer f.Close()
+	head := make([]byte, 20)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return Unknown, err
+	}
+	head = head[:n]
+	switch {
+	case len(head) >= len(sqliteHeader) && string(head[:len(sqliteHeader)]) == sqliteHeader:
+		return SQLite, nil
+	case len(head) >= 20 && string(head[16:20]) == string(boltMagic):
+		return Etcd, nil
+	}
+	return Unknown, nil
+}
+
 // Info is one snapshot on disk.
 type Info struct {
 	Name    string // file name without Ext
 	Path    string
+	Kind    Kind
 	Size    int64
 	Created time.Time
 }
@@ -89,10 +139,44 @@ func Save(ctx context.Context, db, dir, name string, now time.Time) (Info, error
 	if _, err := src.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
 		return Info{}, fmt.Errorf("copying %s: %w", db, err)
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	if err := checkKine(ctx, tmp); err != nil {
 		return Info{}, err
 	}
-	if err := checkKine(ctx, tmp); err != nil {
+	return finish(tmp, final, base, SQLite, now)
+}
+
+// SaveEtcd writes a snapshot of the etcd member that cc names (one
+// endpoint) into dir, as Save does: etcd's snapshot API streams the
+// member's database, etcd's own sha256 appended, while it keeps serving.
+func SaveEtcd(ctx context.Context, cc clientv3.Config, dir, name string, now time.Time) (Info, error) {
+	if err := CheckName(name); err != nil {
+		return Info{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Info{}, err
+	}
+	base := name + "-" + now.UTC().Format(timeFormat)
+	final := filepath.Join(dir, base+Ext)
+	if _, err := os.Stat(final); err == nil {
+		return Info{}, fmt.Errorf("snapshot %s exists already", final)
+	}
+	tmp := filepath.Join(dir, ".tmp-"+base+Ext)
+	_ = os.Remove(tmp)
+	defer os.Remove(tmp)
+	// etcd's client writes tmp+".part" (0600, synced) and renames it to
+	// tmp once the whole stream, with its checksum, is in.
+	if _, err := etcdsnapshot.SaveWithVersion(ctx, zap.NewNop(), cc, tmp); err != nil {
+		return Info{}, fmt.Errorf("etcd snapshot of %s: %w", strings.Join(cc.Endpoints, ","), err)
+	}
+	if k, err := KindOf(tmp); err != nil || k != Etcd {
+		return Info{}, fmt.Errorf("the etcd snapshot of %s is not a bbolt database (%s, %v)", strings.Join(cc.Endpoints, ","), k, err)
+	}
+	return finish(tmp, final, base, Etcd, now)
+}
+
+// finish moves a complete snapshot at tmp to final with its checksum file.
+func finish(tmp, final, base string, kind Kind, now time.Time) (Info, error) {
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		return Info{}, err
 	}
 	sum, size, err := fileSum(tmp)
@@ -109,7 +193,7 @@ func Save(ctx context.Context, db, dir, name string, now time.Time) (Info, error
 		_ = os.Remove(final)
 		return Info{}, err
 	}
-	return Info{Name: base, Path: final, Size: size, Created: now.UTC().Truncate(time.Second)}, nil
+	return Info{Name: base, Path: final, Kind: kind, Size: size, Created: now.UTC().Truncate(time.Second)}, nil
 }
 
 // List returns the snapshots in dir, oldest first. A missing dir has none.
@@ -138,7 +222,12 @@ func List(dir string) ([]Info, error) {
 				created = t
 			}
 		}
-		out = append(out, Info{Name: base, Path: filepath.Join(dir, n), Size: fi.Size(), Created: created})
+		p := filepath.Join(dir, n)
+		kind, err := KindOf(p)
+		if err != nil {
+			kind = Unknown
+		}
+		out = append(out, Info{Name: base, Path: p, Kind: kind, Size: fi.Size(), Created: created})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
@@ -192,16 +281,20 @@ func Prune(dir, prefix string, keep int) ([]string, error) {
 	return deleted, nil
 }
 
-// Verify checks a snapshot before it replaces a database: its checksum
-// file must exist and match, and it must be a kine database.
-func Verify(ctx context.Context, path string) error {
-	want, err := os.ReadFile(path + ".sha256")
+// Verify checks a snapshot before it replaces a datastore of kind want:
+// its checksum file must exist, it must be of that kind, its checksum
+// must match, and a SQLite one must be a kine database.
+func Verify(ctx context.Context, path string, want Kind) error {
+	sum, err := os.ReadFile(path + ".sha256")
 	if err != nil {
 		return fmt.Errorf("snapshot %s has no checksum file %s.sha256: %w", path, path, err)
 	}
-	f := strings.Fields(string(want))
+	f := strings.Fields(string(sum))
 	if len(f) == 0 {
 		return fmt.Errorf("checksum file %s.sha256 is empty", path)
+	}
+	if err := CheckKind(path, want); err != nil {
+		return err
 	}
 	got, _, err := fileSum(path)
 	if err != nil {
@@ -210,7 +303,28 @@ func Verify(ctx context.Context, path string) error {
 	if got != f[0] {
 		return fmt.Errorf("snapshot %s is damaged: its sha256 is %s, its checksum file says %s", path, got, f[0])
 	}
-	return checkKine(ctx, path)
+	if want == SQLite {
+		return checkKine(ctx, path)
+	}
+	return nil
+}
+
+// CheckKind refuses a snapshot that is not of kind want, saying which
+// server could restore it.
+func CheckKind(path string, want Kind) error {
+	got, err := KindOf(path)
+	switch {
+	case err != nil:
+		return err
+	case got == want:
+		return nil
+	case got == SQLite:
+		return fmt.Errorf("%s is a snapshot of k1s's SQLite datastore, and this server runs embedded etcd: restore it on a SQLite server (a data dir never started with --cluster-init or --server)", path)
+	case got == Etcd && want == SQLite:
+		return fmt.Errorf("%s is an etcd snapshot, and this server's datastore is SQLite: restore it on the embedded-etcd server it came from (a data dir started with --cluster-init)", path)
+	default:
+		return fmt.Errorf("%s is not a k1s snapshot: neither a SQLite database nor an etcd snapshot", path)
+	}
 }
 
 // checkKine reports whether the SQLite file at path is sound and holds a
@@ -237,7 +351,7 @@ func checkKine(ctx context.Context, path string) error {
 // shared-memory files, is kept as <db>.pre-restore-<time>. It returns the
 // kept path, "" when there was no database.
 func Restore(ctx context.Context, path, db string, now time.Time) (string, error) {
-	if err := Verify(ctx, path); err != nil {
+	if err := Verify(ctx, path, SQLite); err != nil {
 		return "", err
 	}
 	oldRev, err := currentRevision(ctx, db)

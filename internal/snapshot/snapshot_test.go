@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
@@ -92,7 +94,7 @@ func TestSaveListPrune(t *testing.T) {
 			t.Errorf("%s is mode %v: others may read it", p, fi.Mode())
 		}
 	}
-	if err := Verify(ctx, manual.Path); err != nil {
+	if err := Verify(ctx, manual.Path, SQLite); err != nil {
 		t.Fatalf("a fresh snapshot does not verify: %v", err)
 	}
 	if _, err := Save(ctx, db, snaps, "Bad/Name", t0); err == nil || !strings.Contains(err.Error(), "invalid snapshot name") {
@@ -143,7 +145,7 @@ func TestVerifyRefusesDamagedAndForeignFiles(t *testing.T) {
 	if err := os.WriteFile(s.Path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, s.Path); err == nil || !strings.Contains(err.Error(), "is damaged") {
+	if err := Verify(ctx, s.Path, SQLite); err == nil || !strings.Contains(err.Error(), "is damaged") {
 		t.Errorf("damaged snapshot: %v", err)
 	}
 
@@ -158,10 +160,10 @@ func TestVerifyRefusesDamagedAndForeignFiles(t *testing.T) {
 	if err := os.WriteFile(other+".sha256", []byte(sum+"  other.db\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(ctx, other); err == nil || !strings.Contains(err.Error(), "not a k1s snapshot") {
+	if err := Verify(ctx, other, SQLite); err == nil || !strings.Contains(err.Error(), "not a k1s snapshot") {
 		t.Errorf("foreign database: %v", err)
 	}
-	if err := Verify(ctx, filepath.Join(dir, "state.db")); err == nil || !strings.Contains(err.Error(), "no checksum file") {
+	if err := Verify(ctx, filepath.Join(dir, "state.db"), SQLite); err == nil || !strings.Contains(err.Error(), "no checksum file") {
 		t.Errorf("no checksum file: %v", err)
 	}
 }
@@ -202,5 +204,122 @@ func TestRestoreKeepsTheOldDatabaseAndMovesTheRevisionOn(t *testing.T) {
 	}
 	if maxID != oldMax+1 || compact != maxID {
 		t.Errorf("restored revision %d (compacted to %d), want %d for both: past the replaced database's %d", maxID, compact, oldMax+1, oldMax)
+	}
+}
+
+// boltDB makes a bbolt database, the format of etcd's snapshots.
+func boltDB(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("key"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("a"), []byte("b"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withSum writes path's checksum file as Save does.
+func withSum(t *testing.T, path string) {
+	t.Helper()
+	sum, _, err := fileSum(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".sha256", []byte(sum+"  "+filepath.Base(path)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKindOf: SQLite and etcd snapshots are told apart by their first
+// bytes; anything else is unknown.
+func TestKindOf(t *testing.T) {
+	dir := t.TempDir()
+	sq, bo, txt, empty := filepath.Join(dir, "s.db"), filepath.Join(dir, "b.db"), filepath.Join(dir, "t.db"), filepath.Join(dir, "e.db")
+	kineDB(t, sq)
+	boltDB(t, bo)
+	if err := os.WriteFile(txt, []byte("SQLite format 2 and more text than twenty bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]Kind{sq: SQLite, bo: Etcd, txt: Unknown, empty: Unknown} {
+		if got, err := KindOf(path); err != nil || got != want {
+			t.Errorf("KindOf(%s) = %s, %v; want %s", filepath.Base(path), got, err, want)
+		}
+	}
+	if _, err := KindOf(filepath.Join(dir, "missing.db")); err == nil {
+		t.Error("KindOf of a missing file: no error")
+	}
+}
+
+// TestVerifyRefusesTheOtherKind: a SQLite snapshot is refused where an
+// etcd one is wanted and the other way round, with a checksum that
+// matches; List shows each snapshot's kind.
+func TestVerifyRefusesTheOtherKind(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(t.TempDir(), "state.db")
+	kineDB(t, db, "/registry/a")
+	sq, err := Save(ctx, db, dir, "sq", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sq.Kind != SQLite {
+		t.Errorf("Save made a %s snapshot", sq.Kind)
+	}
+	et := filepath.Join(dir, "et-20261201t090000z.db")
+	boltDB(t, et)
+	withSum(t, et)
+	if err := Verify(ctx, et, Etcd); err != nil {
+		t.Errorf("an etcd snapshot with its checksum does not verify: %v", err)
+	}
+	if err := Verify(ctx, sq.Path, Etcd); err == nil || !strings.Contains(err.Error(), "SQLite datastore") || !strings.Contains(err.Error(), "runs embedded etcd") {
+		t.Errorf("SQLite snapshot on etcd: %v", err)
+	}
+	if err := Verify(ctx, et, SQLite); err == nil || !strings.Contains(err.Error(), "is an etcd snapshot") || !strings.Contains(err.Error(), "datastore is SQLite") {
+		t.Errorf("etcd snapshot on SQLite: %v", err)
+	}
+	other := filepath.Join(dir, "other-20261201t100000z.db")
+	if err := os.WriteFile(other, []byte("not a database, long enough to be read"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withSum(t, other)
+	for _, k := range []Kind{SQLite, Etcd} {
+		if err := Verify(ctx, other, k); err == nil || !strings.Contains(err.Error(), "neither a SQLite database nor an etcd snapshot") {
+			t.Errorf("foreign file as %s: %v", k, err)
+		}
+	}
+	// A damaged etcd snapshot: the kind is right, the checksum not.
+	data, _ := os.ReadFile(et)
+	data[len(data)-1] ^= 0xff
+	if err := os.WriteFile(et, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, et, Etcd); err == nil || !strings.Contains(err.Error(), "is damaged") {
+		t.Errorf("damaged etcd snapshot: %v", err)
+	}
+
+	all, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range all {
+		got = append(got, s.Name+":"+string(s.Kind))
+	}
+	want := "sq-20261201t080000z:sqlite et-20261201t090000z:etcd other-20261201t100000z:unknown"
+	if strings.Join(got, " ") != want {
+		t.Errorf("List = %v, want %s", got, want)
 	}
 }
