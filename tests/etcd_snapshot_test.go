@@ -17,9 +17,11 @@ import (
 )
 
 // k1sIn runs `k1s ARGS --data-dir <s's>` in lab host h's network
-// namespace, where s's etcd member serves on 127.0.0.1:2379.
+// namespace, where s's etcd member serves on 127.0.0.1:2379 (and its
+// admin kubeconfig finds its apiserver). The bound is for the slowest
+// caller, a key rotation that waits for every server.
 func k1sIn(h *harness.NetHost, s *harness.Server, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := h.Command(ctx, harness.Bin(), append(args, "--data-dir", s.DataDir)...)
 	cmd.Env = harness.Env()

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,23 +12,6 @@ import (
 
 	"github.com/k1s-io/k1s/tests/harness"
 )
-
-// k1sIn runs a k1s subcommand for server s inside lab host h (where s's
-// loopback endpoints are), with s's data dir and admin kubeconfig.
-func k1sIn(t *testing.T, h *harness.NetHost, s *harness.Server, timeout time.Duration, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	args = append(args, "--data-dir", s.DataDir)
-	if args[0] == "secrets-encrypt" {
-		args = append(args, "--kubeconfig", s.Kubeconfig)
-	}
-	out, err := h.Run(ctx, harness.Bin(), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestHABundleUpdates: on three servers sharing an embedded etcd, what
 // one server changes in the cluster's shared files reaches the others.
@@ -75,7 +57,10 @@ func TestHABundleUpdates(t *testing.T) {
 	before := enc(b)
 
 	began := time.Now()
-	out := k1sIn(t, h1, a, 6*time.Minute, "secrets-encrypt", "rotate-keys")
+	out, err := k1sIn(h1, a, "secrets-encrypt", "rotate-keys")
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("BENCH rotate-keys across three servers took %s:\n%s", time.Since(began).Round(100*time.Millisecond), out)
 	if n := strings.Count(out, "waiting for every server to load it"); n != 3 {
 		t.Errorf("rotate-keys waited for the servers %d times, want 3 (add, activate, drop)", n)
@@ -89,8 +74,12 @@ func TestHABundleUpdates(t *testing.T) {
 		}
 	}
 	var st encStatus
-	if err := json.Unmarshal([]byte(k1sIn(t, h2, b, time.Minute, "secrets-encrypt", "status", "-o", "json")), &st); err != nil {
+	out, err = k1sIn(h2, b, "secrets-encrypt", "status", "-o", "json")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
 	if st.Encryption != "on" || len(st.Keys) != 1 || !st.AllActive || st.Secrets == 0 {
 		t.Errorf("status on server 2 after the rotation: %+v; want one key, every Secret stored with it", st)
