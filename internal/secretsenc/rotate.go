@@ -191,14 +191,7 @@ func rewrite(ctx context.Context, kube kubernetes.Interface, ns, name string) er
 // old keys. The file keeps working at every step: a crash in the middle
 // leaves the old keys readable, and running Rotate again finishes the job.
 func Rotate(ctx context.Context, path string, r Rewriter, now time.Time) (Key, int, error) {
-	c, ok, err := Load(path)
-	if err != nil {
-		return Key{}, 0, err
-	}
-	if !ok || !c.On {
-		return Key{}, 0, errors.New("secrets encryption is off: start the server with --secrets-encryption (the default) first")
-	}
-	k, err := NewKey(now, c.Keys)
+	c, k, err := newRotation(path, now)
 	if err != nil {
 		return Key{}, 0, err
 	}
@@ -225,14 +218,7 @@ func Rotate(ctx context.Context, path string, r Rewriter, now time.Time) (Key, i
 // second key, readable but not yet written; then made the active one,
 // after which Secrets are re-written; then the old keys are dropped.
 func RotateAcross(ctx context.Context, path string, r Rewriter, now time.Time, everyLoaded func(context.Context) error) (Key, int, error) {
-	c, ok, err := Load(path)
-	if err != nil {
-		return Key{}, 0, err
-	}
-	if !ok || !c.On {
-		return Key{}, 0, errors.New("secrets encryption is off: start the servers with --secrets-encryption (the default) first")
-	}
-	k, err := NewKey(now, c.Keys)
+	c, k, err := newRotation(path, now)
 	if err != nil {
 		return Key{}, 0, err
 	}
@@ -261,4 +247,18 @@ func RotateAcross(ctx context.Context, path string, r Rewriter, now time.Time, e
 		return k, n, err
 	}
 	return k, n, step("old keys removed", []Key{k})
+}
+
+// newRotation loads the configuration at path and makes the key a
+// rotation adds; encryption must be on.
+func newRotation(path string, now time.Time) (Config, Key, error) {
+	c, ok, err := Load(path)
+	if err != nil {
+		return Config{}, Key{}, err
+	}
+	if !ok || !c.On {
+		return Config{}, Key{}, errors.New("secrets encryption is off: start the server with --secrets-encryption (the default) first")
+	}
+	k, err := NewKey(now, c.Keys)
+	return c, k, err
 }

@@ -119,16 +119,10 @@ func Save(ctx context.Context, db, dir, name string, now time.Time) (Info, error
 	if _, err := os.Stat(db); err != nil {
 		return Info{}, fmt.Errorf("no SQLite database at %s: %w", db, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	base, final, tmp, err := prepare(dir, name, now)
+	if err != nil {
 		return Info{}, err
 	}
-	base := name + "-" + now.UTC().Format(timeFormat)
-	final := filepath.Join(dir, base+Ext)
-	if _, err := os.Stat(final); err == nil {
-		return Info{}, fmt.Errorf("snapshot %s exists already", final)
-	}
-	tmp := filepath.Join(dir, ".tmp-"+base+Ext)
-	_ = os.Remove(tmp)
 	defer os.Remove(tmp)
 	// The source is opened read-only: a snapshot never writes the live database.
 	src, err := sql.Open("sqlite3", "file:"+db+"?mode=ro&_busy_timeout=30000")
@@ -152,16 +146,10 @@ func SaveEtcd(ctx context.Context, cc clientv3.Config, dir, name string, now tim
 	if err := CheckName(name); err != nil {
 		return Info{}, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	base, final, tmp, err := prepare(dir, name, now)
+	if err != nil {
 		return Info{}, err
 	}
-	base := name + "-" + now.UTC().Format(timeFormat)
-	final := filepath.Join(dir, base+Ext)
-	if _, err := os.Stat(final); err == nil {
-		return Info{}, fmt.Errorf("snapshot %s exists already", final)
-	}
-	tmp := filepath.Join(dir, ".tmp-"+base+Ext)
-	_ = os.Remove(tmp)
 	defer os.Remove(tmp)
 	// etcd's client writes tmp+".part" (0600, synced) and renames it to
 	// tmp once the whole stream, with its checksum, is in.
@@ -175,6 +163,23 @@ func SaveEtcd(ctx context.Context, cc clientv3.Config, dir, name string, now tim
 }
 
 // finish moves a complete snapshot at tmp to final with its checksum file.
+// prepare makes dir and names a snapshot taken now: its base name, its
+// final path (which must not exist) and the temporary file it is written
+// to first (cleared of a crashed attempt's).
+func prepare(dir, name string, now time.Time) (base, final, tmp string, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", "", err
+	}
+	base = name + "-" + now.UTC().Format(timeFormat)
+	final = filepath.Join(dir, base+Ext)
+	if _, err := os.Stat(final); err == nil {
+		return "", "", "", fmt.Errorf("snapshot %s exists already", final)
+	}
+	tmp = filepath.Join(dir, ".tmp-"+base+Ext)
+	_ = os.Remove(tmp)
+	return base, final, tmp, nil
+}
+
 func finish(tmp, final, base string, kind Kind, now time.Time) (Info, error) {
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		return Info{}, err
