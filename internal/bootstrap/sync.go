@@ -40,14 +40,13 @@ func (b *Bundle) Hashes() Hashes {
 func LocalHashes(serverDir string) (Hashes, error) {
 	h := Hashes{}
 	for _, f := range Files {
-		data, err := os.ReadFile(filepath.Join(serverDir, f))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		sum, err := HashFile(filepath.Join(serverDir, f))
 		if err != nil {
 			return nil, err
 		}
-		h[f] = hashOf(data)
+		if sum != "" {
+			h[f] = sum
+		}
 	}
 	return h, nil
 }

@@ -177,7 +177,7 @@ func (r *run) applyBundle(sealed []byte, rev int64, secret string) error {
 		return fmt.Errorf("datastore %s: %w", r.store.Description, err)
 	}
 	r.bsync = r.newBundleSync(secret)
-	r.bsync.bundle, r.bsync.rev = b, rev
+	r.bsync.use(b, rev)
 	dir := r.cfg.ServerDir()
 	synced, ok, err := bootstrap.LoadSynced(dir)
 	if err != nil {

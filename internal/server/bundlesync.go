@@ -31,7 +31,12 @@ type bundleSync struct {
 	secret string // the token secret the bundle opens with
 	rev    int64  // the bundle's mod revision when last opened
 	bundle *bootstrap.Bundle
-	warned map[string]bool
+	hashes bootstrap.Hashes // of bundle's files
+	// synced is this server's record of the last agreement, read once:
+	// only pass writes it.
+	synced       bootstrap.Hashes
+	syncedLoaded bool
+	warned       map[string]bool
 
 	loaded     string // hash of the encryption configuration the apiserver has loaded
 	reported   string
@@ -44,6 +49,11 @@ const syncEvery = 3 * time.Second
 
 func (r *run) newBundleSync(secret string) *bundleSync {
 	return &bundleSync{r: r, secret: secret, warned: map[string]bool{}}
+}
+
+// use makes b, at mod revision rev, the bundle compared with.
+func (s *bundleSync) use(b *bootstrap.Bundle, rev int64) {
+	s.bundle, s.rev, s.hashes = b, rev, b.Hashes()
 }
 
 func (s *bundleSync) warnOnce(key, format string, args ...any) {
@@ -86,7 +96,7 @@ func (s *bundleSync) open(ctx context.Context, kv clientv3.KV) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	s.bundle, s.rev = b, rev
+	s.use(b, rev)
 	return true, nil
 }
 
@@ -117,11 +127,13 @@ func (s *bundleSync) pass(ctx context.Context, kv clientv3.KV) error {
 	if err != nil {
 		return err
 	}
-	synced, _, err := bootstrap.LoadSynced(dir)
-	if err != nil {
-		return err
+	if !s.syncedLoaded {
+		if s.synced, _, err = bootstrap.LoadSynced(dir); err != nil {
+			return err
+		}
+		s.syncedLoaded = true
 	}
-	plan := bootstrap.PlanSync(local, synced, s.bundle.Hashes())
+	plan := bootstrap.PlanSync(local, s.synced, s.hashes)
 	// The PKI is made: CAs and keys are taken at the next start only.
 	var later []string
 	apply := slices.DeleteFunc(slices.Clone(plan.Apply), func(f string) bool {
@@ -135,11 +147,15 @@ func (s *bundleSync) pass(ctx context.Context, kv clientv3.KV) error {
 		s.warnOnce(fmt.Sprint("restart", s.rev), "the cluster's CAs or keys changed on another server (%s; `k1s certificate rotate-ca`?): restart this server to take them", strings.Join(later, ", "))
 	}
 	if len(apply) > 0 {
-		written, err := s.bundle.Replace(dir, s.backupDir(), apply)
+		backup := s.backupDir()
+		written, err := s.bundle.Replace(dir, backup, apply)
 		if err != nil {
 			return err
 		}
-		s.r.log.Infof("took %s from the cluster's bootstrap bundle (changed on another server; the files replaced are kept in %s)", strings.Join(written, ", "), s.backupDir())
+		for _, f := range apply {
+			local[f] = s.hashes[f] // what Replace wrote
+		}
+		s.r.log.Infof("took %s from the cluster's bootstrap bundle (changed on another server; the files replaced are kept in %s)", strings.Join(written, ", "), backup)
 	}
 	for _, f := range plan.Conflict {
 		s.warnOnce(fmt.Sprint("conflict", f, s.rev), "%s differs from the cluster's bootstrap bundle, and both changed since this server last agreed with it: keeping this server's copy and not publishing it (make every server's copy alike, or delete %s to take the bundle's at the next start)", filepath.Join(dir, f), filepath.Join(dir, f))
@@ -162,16 +178,17 @@ func (s *bundleSync) pass(ctx context.Context, kv clientv3.KV) error {
 			s.rev = 0
 			return nil
 		}
-		s.bundle, s.rev = merged, rev
+		s.use(merged, rev)
 		s.r.log.Infof("published %s to the cluster's bootstrap bundle (revision %d): the other servers take it", strings.Join(plan.Publish, ", "), rev)
 	}
-	if local, err = bootstrap.LocalHashes(dir); err != nil {
+	agreed := bootstrap.Agreed(local, s.synced, s.hashes)
+	if maps.Equal(agreed, s.synced) {
+		return nil
+	}
+	if err := bootstrap.SaveSynced(dir, agreed); err != nil {
 		return err
 	}
-	agreed := bootstrap.Agreed(local, synced, s.bundle.Hashes())
-	if !maps.Equal(agreed, synced) {
-		return bootstrap.SaveSynced(dir, agreed)
-	}
+	s.synced = agreed
 	return nil
 }
 
