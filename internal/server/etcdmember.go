@@ -14,8 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -49,25 +47,10 @@ func markOwnNode(ctx context.Context, kube kubernetes.Interface, node, name, pee
 	if err != nil {
 		return err
 	}
-	err = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-		if err != nil {
-			return false, nil // not registered yet, or the API is busy: next round
-		}
-		if n.DeletionTimestamp != nil {
-			return true, nil // being deleted: no finalizer may be added
-		}
-		if marked(n, name, peerURL) {
-			return true, nil
-		}
-		_, err = kube.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-		return err == nil, nil // a failed patch is tried again next round
+	return patchOwnNode(ctx, kube, node, patch, func(n *corev1.Node) bool {
+		// A Node being deleted may take no finalizer.
+		return n.DeletionTimestamp != nil || marked(n, name, peerURL)
 	})
-	if err != nil && ctx.Err() == nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
 }
 
 func marked(n *corev1.Node, name, peerURL string) bool {
