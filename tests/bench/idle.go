@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,7 +57,7 @@ func idleOnce(extra []string, settle, window time.Duration, heapFile string) (m 
 	// The binary's resident pages depend on what of it the page cache
 	// holds (a fault maps the cached pages around it too): read it all
 	// first, so that every run, and a fresh build, starts alike.
-	if err := readAll(harness.Bin()); err != nil {
+	if err := harness.ReadAll(harness.Bin()); err != nil {
 		return m, err
 	}
 	if err := s.Start(); err != nil {
@@ -104,16 +103,6 @@ func idleOnce(extra []string, settle, window time.Duration, heapFile string) (m 
 		PSSAnon: float64(roll["Pss_Anon:"]) / 1024, PSSFile: float64(roll["Pss_File:"]) / 1024,
 		CPU: float64(t1-t0) / harness.ClockTicks / window.Seconds() * 100,
 	}, nil
-}
-
-func readAll(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(io.Discard, f)
-	return err
 }
 
 // smapsRollup reads the kB fields of /proc/<pid>/smaps_rollup; Pss must be there.

@@ -2,9 +2,11 @@ package harness
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -107,4 +109,26 @@ func IdleUsage(pids []int, window time.Duration) Usage {
 	}
 	u.CPUPercent = float64(t1-t0) / ClockTicks / window.Seconds() * 100
 	return u
+}
+
+// ReadAll reads the file at path to its end, so that all of it is in the
+// page cache: a benchmark then maps the pages of a binary the same way
+// whether or not the linker just wrote it.
+func ReadAll(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
+}
+
+// DropPageCache writes back dirty pages and drops the clean page cache of
+// the whole machine (root only): how pages came into the cache (written by
+// a linker or an image unpack, or read) changes how many a process maps,
+// so a memory benchmark starts every run from an empty cache.
+func DropPageCache() error {
+	syscall.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0o200)
 }
