@@ -94,11 +94,13 @@ nodebin:
 
 # Air-gap bundle of the add-on images the manifests/ use (CoreDNS and
 # k1s's ingress controller), built from Go sources at pinned versions
-# since nothing can be pulled. CoreDNS is rebuilt only when its version (in
-# its file name) changes; the ingress controller is handed to go, whose
-# cache decides; the bundle is rewritten only when an input changed, so a
-# second `make images` is quick.
-COREDNS_VERSION := v1.15.0
+# since nothing can be pulled. CoreDNS is cmd/k1s-coredns, a module of its
+# own (upstream's main with fewer plugins; its go.mod pins the version);
+# like the ingress controller it is handed to go, whose cache decides; the
+# bundle is rewritten only when an input changed, so a second `make images`
+# is quick.
+# COREDNS_VERSION must equal the tag in manifests/coredns.yaml.
+COREDNS_VERSION := $(shell awk '$$1 == "github.com/coredns/coredns" {print $$2}' cmd/k1s-coredns/go.mod)
 # METRICS_SERVER_VERSION must equal server.MetricsServerImageTag.
 METRICS_SERVER_VERSION := v0.8.0
 # INGRESS_TAG must equal server.IngressImageTag (internal/server/addons.go).
@@ -111,7 +113,7 @@ HELM_CONTROLLER_TAG := v0.1.0
 DASHBOARD_TAG   := v0.1.0
 IMAGES_DIR      := bin/images/$(ARCH)
 AIRGAP_BUNDLE   := bin/k1s-airgap-images-$(ARCH).tar.zst
-COREDNS_BIN     := $(IMAGES_DIR)/coredns-$(COREDNS_VERSION)
+COREDNS_BIN     := $(IMAGES_DIR)/k1s-coredns
 INGRESS_BIN     := $(IMAGES_DIR)/k1s-ingress
 METRICS_SERVER_BIN := $(IMAGES_DIR)/metrics-server-$(METRICS_SERVER_VERSION)
 LOCAL_PATH_BIN  := $(IMAGES_DIR)/k1s-local-path
@@ -121,10 +123,9 @@ BUNDLE_SRCS     := $(filter-out %_test.go,$(wildcard internal/imagebuild/*.go cm
 
 images: $(AIRGAP_BUNDLE)
 
-$(COREDNS_BIN):
-	rm -rf $@.gopath
-	GOPATH=$(CURDIR)/$@.gopath CGO_ENABLED=0 $(XGOINSTALL) -trimpath -ldflags "-s -w" github.com/coredns/coredns@$(COREDNS_VERSION)
-	mv $@.gopath/bin$(XGOBIN)/coredns $@ && rm -rf $@.gopath
+$(COREDNS_BIN): FORCE
+	cd cmd/k1s-coredns && CGO_ENABLED=0 $(GOTARGET) $(GO) build -trimpath -buildvcs=false -ldflags "-s -w" -o $(CURDIR)/$@.new .
+	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(METRICS_SERVER_BIN):
 	rm -rf $@.gopath
@@ -150,7 +151,7 @@ $(DASHBOARD_BIN): FORCE
 
 $(AIRGAP_BUNDLE): $(COREDNS_BIN) $(INGRESS_BIN) $(METRICS_SERVER_BIN) $(LOCAL_PATH_BIN) $(HELM_CONTROLLER_BIN) $(DASHBOARD_BIN) $(BUNDLE_SRCS) go.mod
 	$(GO) run ./cmd/airgap-bundle -o $@ -arch $(ARCH) \
-		-coredns $(COREDNS_BIN) -coredns-ref docker.io/coredns/coredns:$(COREDNS_VERSION:v%=%) \
+		-coredns $(COREDNS_BIN) -coredns-ref docker.io/k1s-io/coredns:$(COREDNS_VERSION) \
 		-ingress $(INGRESS_BIN) -ingress-ref docker.io/k1s-io/ingress:$(INGRESS_TAG) \
 		-metrics-server $(METRICS_SERVER_BIN) -metrics-server-ref docker.io/k1s-io/metrics-server:$(METRICS_SERVER_VERSION) \
 		-local-path $(LOCAL_PATH_BIN) -local-path-ref docker.io/k1s-io/local-path-helper:$(LOCAL_PATH_TAG) \

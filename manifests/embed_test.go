@@ -58,3 +58,25 @@ func TestBuiltinReturnsCopies(t *testing.T) {
 		}
 	}
 }
+
+// The CoreDNS image tag in coredns.yaml is the version cmd/k1s-coredns
+// builds (its go.mod), which the Makefile names the image after.
+func TestCoreDNSTagMatchesItsModule(t *testing.T) {
+	mod, err := os.ReadFile("../cmd/k1s-coredns/go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := ""
+	for _, line := range strings.Split(string(mod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "github.com/coredns/coredns" {
+			version = f[1]
+		}
+	}
+	if version == "" {
+		t.Fatal("cmd/k1s-coredns/go.mod requires no github.com/coredns/coredns")
+	}
+	want := `image: "%{SYSTEM_DEFAULT_REGISTRY}%k1s-io/coredns:` + version + `"`
+	if !strings.Contains(string(Builtin()["coredns"]), want) {
+		t.Errorf("coredns.yaml has no %s (the version cmd/k1s-coredns/go.mod requires)", want)
+	}
+}

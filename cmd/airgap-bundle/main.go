@@ -5,7 +5,7 @@
 // <data-dir>/agent/images/.
 //
 //	go run ./cmd/airgap-bundle -o bin/k1s-airgap-images-amd64.tar.zst \
-//	    -coredns bin/images/amd64/coredns-v1.15.0 -coredns-ref docker.io/coredns/coredns:1.15.0 \
+//	    -coredns bin/images/amd64/k1s-coredns -coredns-ref docker.io/k1s-io/coredns:v1.15.0 \
 //	    -ingress bin/images/amd64/k1s-ingress -ingress-ref docker.io/k1s-io/ingress:v0.1.0 \
 //	    -metrics-server bin/images/amd64/metrics-server-v0.8.0 -metrics-server-ref docker.io/k1s-io/metrics-server:v0.8.0 \
 //	    -local-path bin/images/amd64/k1s-local-path -local-path-ref docker.io/k1s-io/local-path-helper:v0.1.0 \
@@ -52,7 +52,7 @@ func main() {
 	out := flag.String("o", "bin/k1s-airgap-images-amd64.tar.zst", "bundle to write")
 	arch := flag.String("arch", "amd64", "GOARCH the binaries are built for")
 	coredns := flag.String("coredns", "", "CoreDNS binary")
-	corednsRef := flag.String("coredns-ref", "docker.io/coredns/coredns:1.15.0", "CoreDNS image tag")
+	corednsRef := flag.String("coredns-ref", "docker.io/k1s-io/coredns:v1.15.0", "CoreDNS image tag")
 	ingress := flag.String("ingress", "", "k1s-ingress binary")
 	ingressRef := flag.String("ingress-ref", "", "ingress controller image tag, e.g. docker.io/k1s-io/ingress:v0.1.0")
 	metricsServer := flag.String("metrics-server", "", "metrics-server binary")

@@ -25,7 +25,7 @@ import (
 // configuration.
 type Image struct {
 	// Ref is the tag containerd lists the image under, e.g.
-	// docker.io/coredns/coredns:1.15.0.
+	// docker.io/k1s-io/coredns:v1.15.0.
 	Ref    string
 	Files  []File
 	Config v1.Config
