@@ -12,6 +12,8 @@ import (
 
 	ctrd "github.com/containerd/containerd/v2/client"
 	"github.com/sirupsen/logrus"
+
+	"github.com/k1s-io/k1s/internal/gotune"
 )
 
 // Run writes the config, stops a containerd left behind by a k1s that
@@ -30,6 +32,8 @@ func Run(ctx context.Context, c Config, log logrus.FieldLogger, ready chan<- str
 	}
 	defer logf.Close()
 	cmd := exec.Command(c.Binary, "--config", c.ConfigPath())
+	// containerd and its shims idle with a mostly static heap, as k1s does.
+	cmd.Env = gotune.ChildEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a terminal's ^C goes to k1s, which stops containerd in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

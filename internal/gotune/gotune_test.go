@@ -2,6 +2,7 @@ package gotune
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,22 @@ func TestApply(t *testing.T) {
 				t.Errorf("note %q does not name the GOGC k1s set", note)
 			}
 		})
+	}
+}
+
+func TestChildEnv(t *testing.T) {
+	base := []string{"PATH=/usr/bin", "HOME=/root"}
+	got := ChildEnv(base)
+	if want := append(slices.Clone(base), fmt.Sprintf("GOGC=%d", GCPercent)); !slices.Equal(got, want) {
+		t.Errorf("ChildEnv(%q) = %q, want %q", base, got, want)
+	}
+	if len(base) != 2 {
+		t.Errorf("ChildEnv changed its input to %q", base)
+	}
+	for _, set := range []string{"GOGC=200", "GOMEMLIMIT=512MiB"} {
+		env := append(slices.Clone(base), set)
+		if got := ChildEnv(env); !slices.Equal(got, env) {
+			t.Errorf("with %s: ChildEnv = %q, want it unchanged", set, got)
+		}
 	}
 }
