@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	networkingv1client "k8s.io/client-go/kubernetes/typed/networking/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -49,7 +50,7 @@ func main() {
 		fail(fmt.Errorf("kubernetes client config: %w", err))
 	}
 	cfg.UserAgent = "k1s-ingress"
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := newClient(cfg)
 	if err != nil {
 		fail(err)
 	}
@@ -76,4 +77,31 @@ func main() {
 func fail(err error) {
 	logrus.Error(err)
 	os.Exit(1)
+}
+
+// client is the two API groups the controller uses, over one HTTP client.
+// Not kubernetes.NewForConfig: the full clientset would link every API
+// group's client into this binary.
+type client struct {
+	core *corev1client.CoreV1Client
+	net  *networkingv1client.NetworkingV1Client
+}
+
+func (c client) CoreV1() corev1client.CoreV1Interface                   { return c.core }
+func (c client) NetworkingV1() networkingv1client.NetworkingV1Interface { return c.net }
+
+func newClient(cfg *rest.Config) (ingress.Client, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	core, err := corev1client.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
+	net, err := networkingv1client.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
+	return client{core: core, net: net}, nil
 }

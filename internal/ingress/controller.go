@@ -22,7 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	networkingv1client "k8s.io/client-go/kubernetes/typed/networking/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/k1s-io/k1s/internal/selfsigned"
@@ -49,10 +50,18 @@ type Options struct {
 	Log logrus.FieldLogger
 }
 
+// Client is what the controller uses of the API. A kubernetes.Interface is
+// one; k1s-ingress builds only these two typed clients, which keeps every
+// other API group's client out of its binary.
+type Client interface {
+	CoreV1() corev1client.CoreV1Interface
+	NetworkingV1() networkingv1client.NetworkingV1Interface
+}
+
 // Controller watches the API and serves the Ingresses of class
 // ControllerName.
 type Controller struct {
-	client  kubernetes.Interface
+	client  Client
 	opts    Options
 	log     logrus.FieldLogger
 	pubNS   string
@@ -74,7 +83,7 @@ type Controller struct {
 }
 
 // New makes a controller; it does nothing until Run.
-func New(client kubernetes.Interface, opts Options) (*Controller, error) {
+func New(client Client, opts Options) (*Controller, error) {
 	if opts.HTTPAddr == "" {
 		opts.HTTPAddr = ":8000"
 	}
@@ -163,7 +172,7 @@ func New(client kubernetes.Interface, opts Options) (*Controller, error) {
 	return c, nil
 }
 
-func newInformer(client kubernetes.Interface, example runtime.Object,
+func newInformer(client Client, example runtime.Object,
 	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
 ) cache.SharedIndexInformer {
