@@ -17,9 +17,7 @@ import (
 )
 
 // killallScript is scripts/k1s-killall.sh of the checkout under test.
-func killallScript() string {
-	return filepath.Join(filepath.Dir(filepath.Dir(harness.Bin())), "scripts", "k1s-killall.sh")
-}
+func killallScript() string { return harness.KillallScript() }
 
 // lockHolderEnv makes the test binary a stand-in for a running k1s: it
 // holds the fcntl lock on the named .k1s.lock, as datadir.Acquire does.

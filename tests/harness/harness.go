@@ -27,13 +27,33 @@ func Bin() string {
 	if b := os.Getenv("K1S_BIN"); b != "" {
 		return b
 	}
+	if d := checkout(); d != "" {
+		return filepath.Join(d, "bin", "k1s")
+	}
+	return "k1s"
+}
+
+// checkout is the folder of the go.mod above the working directory, "" if none.
+func checkout() string {
 	wd, _ := os.Getwd()
 	for d := wd; d != "/"; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, "bin", "k1s")
+			return d
 		}
 	}
-	return "k1s"
+	return ""
+}
+
+// KillallScript is scripts/k1s-killall.sh of the checkout whose bin/ holds
+// Bin, or, for a binary elsewhere (a release build), of this checkout.
+func KillallScript() string {
+	script := filepath.Join(filepath.Dir(filepath.Dir(Bin())), "scripts", "k1s-killall.sh")
+	if _, err := os.Stat(script); err != nil {
+		if d := checkout(); d != "" {
+			return filepath.Join(d, "scripts", "k1s-killall.sh")
+		}
+	}
+	return script
 }
 
 // BundleName is the air-gap image bundle `make images` writes next to bin/k1s.
@@ -430,8 +450,7 @@ func (s *Server) KubeletDir() string { return filepath.Join(s.Dir, "kubelet") }
 // stops the containers, shims and containerd the server left and removes
 // its mounts, bridge, iptables chains and Pod cgroups.
 func (s *Server) Killall() (string, error) {
-	script := filepath.Join(filepath.Dir(filepath.Dir(Bin())), "scripts", "k1s-killall.sh")
-	argv := append(append([]string(nil), s.Prefix...), "bash", script)
+	argv := append(append([]string(nil), s.Prefix...), "bash", KillallScript())
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = Env("K1S_DATA_DIR="+s.DataDir, "K1S_RUN_DIR="+s.RunDir, "K1S_KUBELET_DIR="+s.KubeletDir(), "K1S_CGROUP_ROOT="+s.CgroupRoot)
 	out, err := cmd.CombinedOutput()
