@@ -122,7 +122,8 @@ func BenchmarkNodeIdle(b *testing.B) {
 	sort.Slice(all, func(i, j int) bool { return all[i].PSS < all[j].PSS })
 	med := all[len(all)/2]
 	var report strings.Builder
-	fmt.Fprintf(&report, "\nwhole node, flags %q, GOGC=%q: %d runs, PSS MB %s, CPU %% %s\n\n",
+	fmt.Fprintf(&report, "\n## Whole idle node (`BenchmarkNodeIdle`, %s)\n\nServer flags %q, GOGC=%q; %d runs: PSS MB %s, CPU %% of a core %s (median (min–max)).\n\n",
+		time.Now().UTC().Format("2006-01-02"),
 		strings.Join(flags, " "), os.Getenv("GOGC"), runs, spread(all, func(u nodeUsage) float64 { return u.PSS }),
 		spread(all, func(u nodeUsage) float64 { return u.CPU }))
 	report.WriteString("| process (median run) | count | PSS MB | anon MB | file MB | CPU % |\n|---|---|---|---|---|---|\n")
