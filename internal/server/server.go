@@ -389,10 +389,18 @@ func (r *run) adminConfig() (*rest.Config, error) {
 	return r.kubeRC, r.kubeErr
 }
 
+// Rate limits of the server's admin client and manifest applier.
+const adminQPS, adminBurst = 50, 300
+
 func (r *run) admin() {
 	r.kubeOnce.Do(func() {
 		r.kubeRC, r.kubeErr = clientcmd.BuildConfigFromFlags("", r.pki.Files.AdminKubeconfig())
 		if r.kubeErr == nil {
+			// client-go's default of 5 requests/s held the add-ons step
+			// (one request per manifest object, and the node waits for it)
+			// for ~5 s at every start; the apiserver's own priority and
+			// fairness still protects it, as for kubectl (50/300).
+			r.kubeRC.QPS, r.kubeRC.Burst = adminQPS, adminBurst
 			r.kube, r.kubeErr = kubernetes.NewForConfig(r.kubeRC)
 		}
 	})
