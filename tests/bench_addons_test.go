@@ -50,6 +50,15 @@ func BenchmarkAddonCost(b *testing.B) {
 // nodeIdle starts a server with its node in a lab host, waits until every
 // kube-system Deployment is Available, lets it settle and measures it.
 func nodeIdle(b *testing.B, settle, window time.Duration, extra ...string) (pssMB, cpuPct float64, procs int) {
+	s := settledNode(b, settle, extra...)
+	pids := append(harness.NodePIDs(s), podProcs()...)
+	u := harness.IdleUsage(pids, window)
+	return float64(u.PSSKB) / 1024, u.CPUPercent, len(pids)
+}
+
+// settledNode starts a server with its node in a lab host, waits until
+// every kube-system Deployment is Available and then for settle.
+func settledNode(b *testing.B, settle time.Duration, extra ...string) *harness.Server {
 	lab := harness.NewLab(b)
 	h := lab.AddHost(b, "s1")
 	s := startLabServer(b, h, append([]string{"--node-name", "s1"}, extra...)...)
@@ -72,9 +81,7 @@ func nodeIdle(b *testing.B, settle, window time.Duration, extra ...string) (pssM
 		return nil
 	})
 	time.Sleep(settle)
-	pids := append(harness.NodePIDs(s), podProcs()...)
-	u := harness.IdleUsage(pids, window)
-	return float64(u.PSSKB) / 1024, u.CPUPercent, len(pids)
+	return s
 }
 
 // BenchmarkNodeIdle is issue 13's whole-node figure: one server with its
@@ -166,23 +173,10 @@ func nodeIdleByName(b *testing.B, settle, window time.Duration, prof string, ext
 	if err := harness.ReadAll(harness.Bin()); err != nil {
 		b.Fatal(err)
 	}
-	lab := harness.NewLab(b)
-	h := lab.AddHost(b, "s1")
-	s := startLabServer(b, h, append([]string{"--node-name", "s1"}, extra...)...)
-	eventually(b, 3*time.Minute, "kube-system Deployments Available", func() error {
-		out, err := s.Kubectl("-n", "kube-system", "get", "deployments", "-o",
-			`jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Available")].status} {end}`)
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		if out == "" || strings.Contains(out, "=False") || strings.Contains(out, "= ") {
-			return fmt.Errorf("not all Available: %s", out)
-		}
-		return nil
-	})
-	time.Sleep(settle)
+	s := settledNode(b, settle, extra...)
 	pids := append(harness.NodePIDs(s), podProcs()...)
 	type one struct {
+		pid             int
 		name            string
 		pss, anon, file int64
 		t0, t1          int64
@@ -193,7 +187,7 @@ func nodeIdleByName(b *testing.B, settle, window time.Duration, prof string, ext
 		if err != nil {
 			continue // gone
 		}
-		o := one{name: strings.TrimSpace(string(comm))}
+		o := one{pid: p, name: strings.TrimSpace(string(comm))}
 		var e1, e2, e3, e4 error
 		o.pss, e1 = harness.SmapsRollupField(p, "Pss:")
 		o.anon, e2 = harness.SmapsRollupField(p, "Pss_Anon:")
@@ -207,7 +201,7 @@ func nodeIdleByName(b *testing.B, settle, window time.Duration, prof string, ext
 	}
 	time.Sleep(window)
 	for i := range ps {
-		if t, err := harness.CPUTicks(pids[i]); err == nil {
+		if t, err := harness.CPUTicks(ps[i].pid); err == nil {
 			ps[i].t1 = t
 		}
 	}
