@@ -1,10 +1,10 @@
 // Package gotune sets the Go garbage collector of the long-running k1s
 // commands (server, agent), and of the Go programs they start (containerd,
 // which passes its environment on to the shims), for a small idle
-// footprint: the components keep
-// a large, mostly static heap, so the collector's default headroom (GOGC=100,
-// as much garbage again as live heap) is mostly memory held for nothing. A
-// GOGC or GOMEMLIMIT in the environment is the user's choice and wins.
+// footprint: the components keep a large, mostly static heap, so the
+// collector's default headroom (GOGC=100, as much garbage again as live
+// heap) is mostly memory held for nothing. A GOGC or GOMEMLIMIT in the
+// environment is the user's choice and wins.
 package gotune
 
 import (
@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-// GCPercent is k1s's default GOGC for server and agent.
+// GCPercent is k1s's default GOGC for server, agent and containerd.
 const GCPercent = 50
 
 // setGCPercent is runtime/debug.SetGCPercent, replaced in tests.
