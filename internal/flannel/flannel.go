@@ -58,6 +58,10 @@ type Config struct {
 	NFTables    bool   // write nftables rules (when kube-proxy does) instead of iptables
 	ConfDir     string // net-conf.json goes here
 	SubnetFile  string // flannel's subnet.env, for the curious
+	// PodCIDR, when set, blocks until the node has its Pod CIDR. Run calls
+	// it after its subnet manager has synced (which takes flannel a
+	// second), so flannel can start before the kubelet registers the node.
+	PodCIDR func(context.Context) error
 }
 
 // Network is what the node's CNI config needs from flannel.
@@ -85,7 +89,8 @@ func NetConf(cfg Config) ([]byte, error) {
 
 // Run sets flannel up for this node, calls ready once routes and rules are
 // in place, and then keeps them in step with the other Nodes until ctx
-// ends. The node's Pod CIDR must already be assigned.
+// ends. The node's Pod CIDR must be assigned by the time cfg.PodCIDR
+// returns (or Run is called, without it).
 func Run(ctx context.Context, cfg Config, ready func(Network)) error {
 	conf, err := NetConf(cfg)
 	if err != nil {
@@ -120,6 +125,14 @@ func Run(ctx context.Context, cfg Config, ready func(Network)) error {
 	ext, err := externalInterface(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.PodCIDR != nil {
+		if err := cfg.PodCIDR(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting
+			}
+			return err
+		}
 	}
 	be, err := backend.NewManager(ctx, sm, ext).GetBackend(nc.BackendType)
 	if err != nil {

@@ -1,10 +1,12 @@
 // Package node assembles a Kubernetes node inside k1s, for the server's own
 // node and for `k1s agent` alike, from a complete config.Node. Its steps,
-// in order: the host checks and helper binaries, the node's credentials,
-// containerd, the air-gap images (and the sandbox image), the kubelet, the
-// node's Pod CIDR, flannel (the path to other nodes' Pods), kube-proxy,
-// NetworkPolicy enforcement (internal/netpol) and the CNI bridge. Each component is started on the supervisor with its
-// stop timeout, so stopping the supervisor stops the node in reverse.
+// in order: the host checks and helper binaries, containerd, the air-gap
+// images (and the sandbox image) (Prepare); the node's credentials, flannel
+// (the path to other nodes' Pods; it starts early and waits for the Pod
+// CIDR itself), the kubelet, the node's Pod CIDR, kube-proxy, flannel's
+// network, NetworkPolicy enforcement (internal/netpol) and the CNI bridge
+// (Join). Each component is started on the supervisor with its stop
+// timeout, so stopping the supervisor stops the node in reverse.
 package node
 
 import (
@@ -96,13 +98,17 @@ type Node struct {
 
 	podNet  string
 	network flannel.Network // zero with --flannel-backend=none
+	// podCIDRKnown is closed once podNet is set.
+	podCIDRKnown chan struct{}
+	// flannelReady delivers flannel's network once (nil: no flannel).
+	flannelReady <-chan flannel.Network
 
 	proxyMetrics string // kube-proxy's metrics URL, where its first sync shows
 }
 
 // New prepares a node; cfg is complete (config.Server.Node, config.Agent.Node).
 func New(cfg config.Node, creds Credentials, exec executor.Executor, sup *pipeline.Supervisor, log logrus.FieldLogger) *Node {
-	n := &Node{cfg: cfg, creds: creds, exec: exec, sup: sup, log: log}
+	n := &Node{cfg: cfg, creds: creds, exec: exec, sup: sup, log: log, podCIDRKnown: make(chan struct{})}
 	n.files = pki.NodeFiles{Dir: n.cfg.PKIDir()}
 	n.cc = ContainerdConfig(&n.cfg)
 	n.proxyMetrics = "http://127.0.0.1:" + strconv.Itoa(proxyMetricsPort) + "/metrics"
@@ -128,13 +134,18 @@ func (n *Node) Prepare() []pipeline.Step {
 func (n *Node) Join() []pipeline.Step {
 	return []pipeline.Step{
 		{Name: "credentials", Run: n.credentials},
+		// flannel first: it needs a second before it can use the Pod CIDR
+		// (its subnet manager polls its node informer once a second), so
+		// it starts before the kubelet and waits for the CIDR itself;
+		// pod-network waits for it after kube-proxy's first sync.
+		{Name: "flannel", Run: n.flannel},
 		{Name: "kubelet", Run: n.kubelet},
 		{Name: "pod-cidr", Run: n.podCIDR},
-		{Name: "flannel", Run: n.flannel},
 		// kube-proxy's rules before the CNI config lets Pods start: a Pod
 		// that dials a Service IP before them gets a conntrack entry
 		// without DNAT and hangs until its dial times out (CoreDNS: 30 s).
 		{Name: "kube-proxy", Run: n.kubeProxy},
+		{Name: "pod-network", Run: n.podNetwork},
 		// Policies before Pods start (cni), so a Pod of a default-deny
 		// namespace is never open after a restart.
 		{Name: "network-policy", Run: n.networkPolicy},
@@ -269,7 +280,7 @@ func (n *Node) kubelet(ctx context.Context) error {
 // podCIDR waits for the controller-manager to give the node its Pod CIDR.
 func (n *Node) podCIDR(ctx context.Context) error {
 	var last string
-	return n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.NodeName, nodeReadyTimeout, func(ctx context.Context) bool {
+	err := n.sup.Wait(ctx, "Pod CIDR of node "+n.cfg.NodeName, nodeReadyTimeout, func(ctx context.Context) bool {
 		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.cfg.NodeName, metav1.GetOptions{})
 		if err != nil {
 			last = err.Error()
@@ -278,9 +289,14 @@ func (n *Node) podCIDR(ctx context.Context) error {
 		n.podNet = node.Spec.PodCIDR
 		return n.podNet != ""
 	}, func() string { return last })
+	if err == nil {
+		close(n.podCIDRKnown)
+	}
+	return err
 }
 
-// flannel links this node's Pod CIDR with the other nodes'.
+// flannel starts linking this node's Pod CIDR with the other nodes' once
+// podCIDR has it; podNetwork waits for the result.
 func (n *Node) flannel(ctx context.Context) error {
 	if n.cfg.FlannelBackend == flannel.None {
 		n.log.Info("--flannel-backend=none: k1s sets up no Pod network; the node turns Ready once your CNI plugin writes its config to " + n.cc.CNIConfDir)
@@ -292,24 +308,41 @@ func (n *Node) flannel(ctx context.Context) error {
 		Kubeconfig: n.files.FlannelKubeconfig(), NFTables: n.cfg.NFTablesProxy(),
 		ConfDir:    filepath.Join(n.cfg.AgentDir(), "etc", "flannel"),
 		SubnetFile: filepath.Join(n.cfg.RunDir, "flannel", "subnet.env"),
+		PodCIDR: func(ctx context.Context) error {
+			select {
+			case <-n.podCIDRKnown:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
 	}
 	ready := make(chan flannel.Network, 1)
+	n.flannelReady = ready
 	n.sup.Go("flannel", stopFlannel, func(ctx context.Context) error {
 		return flannel.Run(ctx, fc, func(nw flannel.Network) { ready <- nw })
 	})
+	return nil
+}
+
+// podNetwork waits for flannel's network (started by the flannel step).
+func (n *Node) podNetwork(ctx context.Context) error {
+	if n.flannelReady == nil {
+		return nil // --flannel-backend=none
+	}
 	got := func(context.Context) bool {
 		select {
-		case nw := <-ready:
+		case nw := <-n.flannelReady:
 			n.network = nw
 			return true
 		default:
 			return n.network.MTU != 0
 		}
 	}
-	if err := n.sup.Wait(ctx, "flannel "+fc.Backend+" network", nodeReadyTimeout, got, func() string { return "see the flannel lines above" }); err != nil {
+	if err := n.sup.Wait(ctx, "flannel "+n.cfg.FlannelBackend+" network", nodeReadyTimeout, got, func() string { return "see the flannel lines above" }); err != nil {
 		return err
 	}
-	n.log.Infof("flannel %s: Pod network %s, MTU %d, via %s", fc.Backend, n.network.Subnet, n.network.MTU, n.network.Iface)
+	n.log.Infof("flannel %s: Pod network %s, MTU %d, via %s", n.cfg.FlannelBackend, n.network.Subnet, n.network.MTU, n.network.Iface)
 	return nil
 }
 

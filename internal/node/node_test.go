@@ -30,7 +30,7 @@ func TestStepOrder(t *testing.T) {
 	for _, s := range n.Steps() {
 		names = append(names, s.Name)
 	}
-	want := []string{"host", "containerd", "images", "credentials", "kubelet", "pod-cidr", "flannel", "kube-proxy", "network-policy", "cni"}
+	want := []string{"host", "containerd", "images", "credentials", "flannel", "kubelet", "pod-cidr", "kube-proxy", "pod-network", "network-policy", "cni"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("steps %v, want %v", names, want)
 	}
@@ -132,6 +132,11 @@ func TestNodeStartsAndStopsInOrder(t *testing.T) {
 	}
 	if n.podNet != "10.42.7.0/24" {
 		t.Errorf("Pod CIDR %q, want the Node's", n.podNet)
+	}
+	select {
+	case <-n.podCIDRKnown: // flannel, started before the kubelet, goes on
+	default:
+		t.Error("the Pod CIDR was found but flannel is not told")
 	}
 	sup.Stop(logrus.New())
 	ev := fake.Events()

@@ -96,7 +96,7 @@ func (r *run) serve(ctx context.Context, steps []pipeline.Step) error {
 	defer r.sup.Stop(log)
 	// Before the supervisor stops: a node step still running must not
 	// start a component after that.
-	defer func() { r.nodePrep.Cancel() }()
+	defer func() { r.nodeJoin.Cancel(); r.nodePrep.Cancel() }()
 
 	start := time.Now()
 	if err := pipeline.Run(ctx, log, steps); err != nil {
@@ -137,6 +137,7 @@ type run struct {
 
 	kubeOnce sync.Once
 	nodePrep *pipeline.Ahead // the node's Prepare steps, run while the apiserver starts
+	nodeJoin *pipeline.Ahead // the node's Join steps, run while the add-ons are applied
 	kubeRC   *rest.Config
 	kube     kubernetes.Interface
 	kubeErr  error
@@ -163,15 +164,19 @@ func (r *run) steps() []pipeline.Step {
 		{Name: "rbac", Run: func(ctx context.Context) error { return control.EnsureRBAC(ctx, r.pki.Files) }},
 		{Name: "controllers", Run: r.controllers},
 		{Name: "node-name-release", Run: r.nodeNameRelease},
-		{Name: "addons", Run: r.addons},
 	}...)
 	if n != nil {
-		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error {
-			if err := r.nodePrep.Wait(ctx); err != nil {
-				return err
-			}
-			return pipeline.Run(ctx, r.log, n.Join())
+		// The node joins while the add-ons are applied: neither needs the
+		// other, and each takes up to a second or more.
+		steps = append(steps, pipeline.Step{Name: "node-join", Run: func(ctx context.Context) error {
+			prepared := pipeline.Step{Name: "node-prepared", Run: r.nodePrep.Wait}
+			r.nodeJoin = pipeline.RunAhead(ctx, r.log, append([]pipeline.Step{prepared}, n.Join()...))
+			return nil
 		}})
+	}
+	steps = append(steps, pipeline.Step{Name: "addons", Run: r.addons})
+	if n != nil {
+		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error { return r.nodeJoin.Wait(ctx) }})
 	}
 	if ep := r.cfg.Datastore.Endpoint; r.cfg.EmbeddedEtcd() || ep != "" && !strings.HasPrefix(ep, "sqlite://") {
 		steps = append(steps, pipeline.Step{Name: "bundle-sync", Run: r.bundleSyncLoop})

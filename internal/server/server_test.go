@@ -78,7 +78,8 @@ func newHarness(t *testing.T) *harness {
 		"node-name-release": {"node-name-release"},
 		"addons":            {"deploy", "nodehosts", "servicelb"},
 		"node-prepare":      {"containerd"},
-		"node":              {"kubelet", "flannel", "kube-proxy"},
+		"node-join":         {"flannel", "kubelet", "kube-proxy"},
+		"node":              nil,
 		"cert-renewal":      {"cert-renewal"},
 	}
 	for _, s := range h.r.steps() {
@@ -154,12 +155,14 @@ func TestServerStepOrderAndShutdownOrder(t *testing.T) {
 		t.Fatal("shutdown did not finish")
 	}
 
-	wantSteps := []string{"datastore", "pki", "node-prepare", "kube-apiserver", "rbac", "controllers", "node-name-release", "addons", "node", "cert-renewal"}
+	wantSteps := []string{"datastore", "pki", "node-prepare", "kube-apiserver", "rbac", "controllers", "node-name-release", "node-join", "addons", "node", "cert-renewal"}
 	if got := h.events("step "); !slices.Equal(got, wantSteps) {
 		t.Errorf("steps %v, want %v", got, wantSteps)
 	}
+	// The stand-in of node-join starts the node's components at once; the
+	// real one runs them beside the add-ons step.
 	wantStart := []string{"containerd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-name-release",
-		"deploy", "nodehosts", "servicelb", "kubelet", "flannel", "kube-proxy", "cert-renewal"}
+		"flannel", "kubelet", "kube-proxy", "deploy", "nodehosts", "servicelb", "cert-renewal"}
 	if got := h.events("start "); !slices.Equal(got, wantStart) {
 		t.Errorf("started %v, want %v", got, wantStart)
 	}
