@@ -336,7 +336,7 @@ func (n *Node) podNetwork(ctx context.Context) error {
 			n.network = nw
 			return true
 		default:
-			return n.network.MTU != 0
+			return false
 		}
 	}
 	if err := n.sup.Wait(ctx, "flannel "+n.cfg.FlannelBackend+" network", nodeReadyTimeout, got, func() string { return "see the flannel lines above" }); err != nil {
