@@ -3,9 +3,9 @@
 // in order: the host checks and helper binaries, containerd, the air-gap
 // images (and the sandbox image) (Prepare); the node's credentials, flannel
 // (the path to other nodes' Pods; it starts early and waits for the Pod
-// CIDR itself), the kubelet, the node's Pod CIDR, kube-proxy, flannel's
-// network, NetworkPolicy enforcement (internal/netpol) and the CNI bridge
-// (Join). Each component is started on the supervisor with its stop
+// CIDR itself), the kubelet, kube-proxy, the node's Pod CIDR, kube-proxy's
+// first rules, flannel's network, NetworkPolicy enforcement
+// (internal/netpol) and the CNI bridge (Join). Each component is started on the supervisor with its stop
 // timeout, so stopping the supervisor stops the node in reverse.
 package node
 
@@ -140,11 +140,14 @@ func (n *Node) Join() []pipeline.Step {
 		// pod-network waits for it after kube-proxy's first sync.
 		{Name: "flannel", Run: n.flannel},
 		{Name: "kubelet", Run: n.kubelet},
+		// kube-proxy needs the registered Node, not its Pod CIDR: it
+		// starts here and writes its rules while the CIDR is assigned.
+		{Name: "kube-proxy", Run: n.kubeProxy},
 		{Name: "pod-cidr", Run: n.podCIDR},
 		// kube-proxy's rules before the CNI config lets Pods start: a Pod
 		// that dials a Service IP before them gets a conntrack entry
 		// without DNAT and hangs until its dial times out (CoreDNS: 30 s).
-		{Name: "kube-proxy", Run: n.kubeProxy},
+		{Name: "kube-proxy-sync", Run: n.kubeProxySynced},
 		{Name: "pod-network", Run: n.podNetwork},
 		// Policies before Pods start (cni), so a Pod of a default-deny
 		// namespace is never open after a restart.
@@ -373,11 +376,16 @@ func (n *Node) cni(ctx context.Context) error {
 }
 
 // kubeProxy starts kube-proxy once the node exists (it exits the process
-// if its Node has no addresses) and waits until it has written its rules
-// once: its healthz answers before that, its metrics tell.
-func (n *Node) kubeProxy(ctx context.Context) error {
+// if its Node has no addresses, and polls only once a second for one).
+func (n *Node) kubeProxy(context.Context) error {
 	args := kubeProxyArgs(&n.cfg, n.files)
 	n.sup.Go("kube-proxy", stopKubeProxy, func(ctx context.Context) error { return n.exec.KubeProxy(ctx, args) })
+	return nil
+}
+
+// kubeProxySynced waits until kube-proxy has written its rules once: its
+// healthz answers before that, its metrics tell.
+func (n *Node) kubeProxySynced(ctx context.Context) error {
 	url := n.proxyMetrics
 	var last string
 	return n.sup.Wait(ctx, "kube-proxy's first rules sync ("+url+")", proxyReadyTimeout, func(ctx context.Context) bool {

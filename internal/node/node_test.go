@@ -30,7 +30,7 @@ func TestStepOrder(t *testing.T) {
 	for _, s := range n.Steps() {
 		names = append(names, s.Name)
 	}
-	want := []string{"host", "containerd", "images", "credentials", "flannel", "kubelet", "pod-cidr", "kube-proxy", "pod-network", "network-policy", "cni"}
+	want := []string{"host", "containerd", "images", "credentials", "flannel", "kubelet", "kube-proxy", "pod-cidr", "kube-proxy-sync", "pod-network", "network-policy", "cni"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("steps %v, want %v", names, want)
 	}
