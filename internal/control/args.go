@@ -129,6 +129,8 @@ func SchedulerArgs(cfg *config.Server, f pki.Files) []string {
 		"authorization-kubeconfig":  f.SchedulerKubeconfig(),
 		"bind-address":              "127.0.0.1",
 		"secure-port":               strconv.Itoa(cfg.SchedulerPort),
+		"tls-cert-file":             f.SchedulerServingCert(),
+		"tls-private-key-file":      f.SchedulerServingKey(),
 		"leader-elect":              "false",
 		"profiling":                 "false",
 	}, cfg.ExtraSchedulerArgs)
@@ -142,6 +144,8 @@ func ControllerManagerArgs(cfg *config.Server, f pki.Files) []string {
 		"authorization-kubeconfig":        f.ControllerKubeconfig(),
 		"bind-address":                    "127.0.0.1",
 		"secure-port":                     strconv.Itoa(cfg.ControllerPort),
+		"tls-cert-file":                   f.ControllerServingCert(),
+		"tls-private-key-file":            f.ControllerServingKey(),
 		"leader-elect":                    "false",
 		"profiling":                       "false",
 		"controllers":                     "*,tokencleaner", // upstream's defaults and the expired bootstrap-token cleaner

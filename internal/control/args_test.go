@@ -42,6 +42,28 @@ func TestAPIServerArgsFollowConfig(t *testing.T) {
 	}
 }
 
+// The scheduler and controller-manager serve with certificates from k1s's
+// PKI: without a file each makes a self-signed RSA pair at every start.
+func TestControllersServeWithK1sCertificates(t *testing.T) {
+	cfg := &config.Server{SchedulerPort: 10259, ControllerPort: 10257}
+	f := pki.Files{Dir: "/tls", CredDir: "/cred"}
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		cert, key string
+	}{
+		{"kube-scheduler", SchedulerArgs(cfg, f), "/tls/serving-kube-scheduler.crt", "/tls/serving-kube-scheduler.key"},
+		{"kube-controller-manager", ControllerManagerArgs(cfg, f), "/tls/serving-kube-controller-manager.crt", "/tls/serving-kube-controller-manager.key"},
+	} {
+		if v, _ := flagValue(tc.args, "tls-cert-file"); v != tc.cert {
+			t.Errorf("%s --tls-cert-file = %q, want %q", tc.name, v, tc.cert)
+		}
+		if v, _ := flagValue(tc.args, "tls-private-key-file"); v != tc.key {
+			t.Errorf("%s --tls-private-key-file = %q, want %q", tc.name, v, tc.key)
+		}
+	}
+}
+
 func TestAPIServerWatchCacheOffOnSharedSQL(t *testing.T) {
 	cfg := &config.Server{Cluster: config.Cluster{ServiceCIDR: "10.96.0.0/16"}}
 	files := pki.Files{Dir: "/tls"}

@@ -38,14 +38,22 @@ func (f Files) KubeletServingCAKey() string { return f.path("kubelet-serving-ca.
 func (f Files) ServingCert() string         { return f.path("serving-kube-apiserver.crt") }
 func (f Files) ServingKey() string          { return f.path("serving-kube-apiserver.key") }
 func (f Files) ServiceAccountKey() string   { return f.path("service.key") }
-func (f Files) AuthProxyCert() string       { return f.path("client-auth-proxy.crt") }
-func (f Files) AuthProxyKey() string        { return f.path("client-auth-proxy.key") }
-func (f Files) KubeletClientCert() string   { return f.path("client-kube-apiserver.crt") }
-func (f Files) KubeletClientKey() string    { return f.path("client-kube-apiserver.key") }
-func (f Files) AdminCert() string           { return f.path("client-admin.crt") }
-func (f Files) AdminKey() string            { return f.path("client-admin.key") }
-func (f Files) AdminKubeconfig() string     { return filepath.Join(f.CredDir, "admin.kubeconfig") }
-func (f Files) SchedulerKubeconfig() string { return filepath.Join(f.CredDir, "scheduler.kubeconfig") }
+
+// The scheduler's and controller-manager's serving certificates (their
+// loopback /healthz and /metrics). Without them each would make a
+// self-signed RSA pair at every start: about a second of CPU.
+func (f Files) SchedulerServingCert() string  { return f.path("serving-kube-scheduler.crt") }
+func (f Files) SchedulerServingKey() string   { return f.path("serving-kube-scheduler.key") }
+func (f Files) ControllerServingCert() string { return f.path("serving-kube-controller-manager.crt") }
+func (f Files) ControllerServingKey() string  { return f.path("serving-kube-controller-manager.key") }
+func (f Files) AuthProxyCert() string         { return f.path("client-auth-proxy.crt") }
+func (f Files) AuthProxyKey() string          { return f.path("client-auth-proxy.key") }
+func (f Files) KubeletClientCert() string     { return f.path("client-kube-apiserver.crt") }
+func (f Files) KubeletClientKey() string      { return f.path("client-kube-apiserver.key") }
+func (f Files) AdminCert() string             { return f.path("client-admin.crt") }
+func (f Files) AdminKey() string              { return f.path("client-admin.key") }
+func (f Files) AdminKubeconfig() string       { return filepath.Join(f.CredDir, "admin.kubeconfig") }
+func (f Files) SchedulerKubeconfig() string   { return filepath.Join(f.CredDir, "scheduler.kubeconfig") }
 func (f Files) ControllerKubeconfig() string {
 	return filepath.Join(f.CredDir, "controller-manager.kubeconfig")
 }
@@ -153,8 +161,16 @@ func serverLeaves(cas map[string]*CA, dnsNames []string, ips []net.IP) []*leaf {
 		{name: "client-kube-controller-manager", ca: cas["client-ca"], cn: ControllerManagerUser, client: true},
 		{name: "client-kube-apiserver", ca: cas["client-ca"], cn: APIServerKubeletUser, client: true},
 		{name: "client-auth-proxy", ca: cas["request-header-ca"], cn: AuthProxyUser, client: true},
+		// Both listen on 127.0.0.1 only (control.SchedulerArgs).
+		{name: "serving-kube-scheduler", ca: cas["server-ca"], cn: "kube-scheduler", server: true, dnsNames: loopbackNames, ips: loopbackIPs},
+		{name: "serving-kube-controller-manager", ca: cas["server-ca"], cn: "kube-controller-manager", server: true, dnsNames: loopbackNames, ips: loopbackIPs},
 	}
 }
+
+var (
+	loopbackNames = []string{"localhost"}
+	loopbackIPs   = []net.IP{net.IPv4(127, 0, 0, 1)}
+)
 
 // servingNames lists the names and addresses the apiserver answers to.
 func servingNames(cfg *config.Server) ([]string, []net.IP, error) {

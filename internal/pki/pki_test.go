@@ -101,6 +101,7 @@ func changed(a, b map[string]string) []string {
 var leafNames = []string{
 	"serving-kube-apiserver", "client-admin", "client-kube-scheduler",
 	"client-kube-controller-manager", "client-kube-apiserver", "client-auth-proxy",
+	"serving-kube-scheduler", "serving-kube-controller-manager",
 }
 
 func TestEnsureCreatesCAs(t *testing.T) {
@@ -137,9 +138,9 @@ func TestEnsureCreatesCAs(t *testing.T) {
 	if res.Files.Dir != filepath.Join(cfg.DataDir, "server", "tls") {
 		t.Errorf("TLS dir = %q", res.Files.Dir)
 	}
-	// Four CAs, six leaves and the service-account key.
-	if len(res.Events) != 11 {
-		t.Errorf("first Ensure reported %d events, want 11: %+v", len(res.Events), res.Events)
+	// Four CAs, eight leaves and the service-account key.
+	if len(res.Events) != 13 {
+		t.Errorf("first Ensure reported %d events, want 13: %+v", len(res.Events), res.Events)
 	}
 	for _, ev := range res.Events {
 		if ev.Action != "created" {
@@ -166,6 +167,8 @@ func TestEnsureLeafSubjectsAndUsages(t *testing.T) {
 		{"client-kube-controller-manager", "client-ca", "system:kube-controller-manager", nil, x509.ExtKeyUsageClientAuth},
 		{"client-kube-apiserver", "client-ca", "kube-apiserver", nil, x509.ExtKeyUsageClientAuth},
 		{"client-auth-proxy", "request-header-ca", "system:auth-proxy", nil, x509.ExtKeyUsageClientAuth},
+		{"serving-kube-scheduler", "server-ca", "kube-scheduler", nil, x509.ExtKeyUsageServerAuth},
+		{"serving-kube-controller-manager", "server-ca", "kube-controller-manager", nil, x509.ExtKeyUsageServerAuth},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := readCert(t, filepath.Join(dir, tc.name+".crt"))
