@@ -77,7 +77,7 @@ type agent struct {
 }
 
 func newAgent(cfg *config.Agent, log logrus.FieldLogger, exec executor.Executor, client *join.Client) *agent {
-	return &agent{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor(), client: client}
+	return &agent{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor(log), client: client}
 }
 
 // steps: join, then the node built from this agent's options and the

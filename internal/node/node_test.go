@@ -25,7 +25,7 @@ import (
 )
 
 func TestStepOrder(t *testing.T) {
-	n := New(config.Node{}, nil, &executortest.Fake{}, pipeline.NewSupervisor(), logrus.New())
+	n := New(config.Node{}, nil, &executortest.Fake{}, pipeline.NewSupervisor(nil), logrus.New())
 	var names []string
 	for _, s := range n.Steps() {
 		names = append(names, s.Name)
@@ -87,7 +87,7 @@ func testNode(t *testing.T, fake *executortest.Fake, registered bool) (*Node, []
 		}
 		return os.WriteFile(filepath.Join(dir, "kubelet.kubeconfig"), []byte(kc), 0o600)
 	}
-	sup := pipeline.NewSupervisor()
+	sup := pipeline.NewSupervisor(nil)
 	sup.Settle = 50 * time.Millisecond
 	log := logrus.New()
 	log.SetOutput(io.Discard)

@@ -87,6 +87,10 @@ const DefaultSettle = time.Second
 type Supervisor struct {
 	// Settle is how long Cause waits for failures that follow the first.
 	Settle time.Duration
+	// Log, when set, gets a warning every NoticeEvery while a Wait goes
+	// on, so a start that hangs says what it waits for before it times out.
+	Log         logrus.FieldLogger
+	NoticeEvery time.Duration
 
 	mu       sync.Mutex
 	comps    []*component
@@ -106,8 +110,12 @@ type component struct {
 	done    chan struct{}
 }
 
-func NewSupervisor() *Supervisor {
-	return &Supervisor{Settle: DefaultSettle, failed: make(chan struct{})}
+// DefaultNotice is how long a Wait goes on before it is logged.
+const DefaultNotice = 20 * time.Second
+
+// NewSupervisor returns a Supervisor that logs long waits to log (nil: silent).
+func NewSupervisor(log logrus.FieldLogger) *Supervisor {
+	return &Supervisor{Settle: DefaultSettle, Log: log, NoticeEvery: DefaultNotice, failed: make(chan struct{})}
 }
 
 // Go starts run in a goroutine with its own context. Stop cancels that
@@ -169,16 +177,32 @@ func (s *Supervisor) Cause() error {
 // local requests made only during start-up.
 const gatePoll = 50 * time.Millisecond
 
+// condTimeout bounds one check of a Wait's condition.
+const condTimeout = 10 * time.Second
+
 // Wait blocks until cond is true, polling every gatePoll; it gives up when
 // ctx ends, a component fails (returning Cause), or timeout passes, and
-// says which.
+// says which. cond must return when its context ends.
 func (s *Supervisor) Wait(ctx context.Context, what string, timeout time.Duration, cond func(context.Context) bool, last func() string) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(gatePoll)
 	defer tick.Stop()
+	start := time.Now()
+	var notice <-chan time.Time
+	if s.Log != nil && s.NoticeEvery > 0 {
+		t := time.NewTicker(s.NoticeEvery)
+		defer t.Stop()
+		notice = t.C
+	}
 	for {
-		if cond(ctx) {
+		// Each check gets its own deadline: a request that hangs must not
+		// hold the wait past its timeout or keep it from saying so.
+		check := min(condTimeout, time.Until(start.Add(timeout)))
+		cctx, cancel := context.WithTimeout(ctx, max(check, time.Millisecond))
+		ok := cond(cctx)
+		cancel()
+		if ok {
 			return nil
 		}
 		select {
@@ -192,6 +216,12 @@ func (s *Supervisor) Wait(ctx context.Context, what string, timeout time.Duratio
 				msg += " (last answer: " + l + ")"
 			}
 			return errors.New(msg)
+		case <-notice:
+			msg := fmt.Sprintf("still waiting for %s after %s (gives up after %s)", what, time.Since(start).Round(time.Second), timeout)
+			if l := last(); l != "" {
+				msg += "; last answer: " + l
+			}
+			s.Log.Warn(msg)
 		case <-tick.C:
 		}
 	}

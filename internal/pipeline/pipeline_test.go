@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func quietLog() logrus.FieldLogger {
@@ -34,7 +35,7 @@ func TestRunStopsAtFirstFailureAndNamesIt(t *testing.T) {
 
 // quickSupervisor settles failures in 20 ms, so tests stay fast.
 func quickSupervisor() *Supervisor {
-	s := NewSupervisor()
+	s := NewSupervisor(nil)
 	s.Settle = 20 * time.Millisecond
 	return s
 }
@@ -64,7 +65,7 @@ func TestWaitEndsWhenAComponentFails(t *testing.T) {
 // not hang start-up, and the one started first is named.
 func TestTwoFailuresTogetherEndWaitAndNameTheFirst(t *testing.T) {
 	for i := 0; i < 200; i++ {
-		s := NewSupervisor()
+		s := NewSupervisor(nil)
 		s.Settle = 5 * time.Millisecond
 		start := make(chan struct{})
 		s.Go("containerd", time.Second, func(context.Context) error { <-start; return errors.New("killed") })
@@ -95,6 +96,54 @@ func TestWaitTimeoutSaysLastAnswer(t *testing.T) {
 	}
 }
 
+// A long Wait warns what it waits for, with the last answer, before it
+// gives up; a Wait that ends quickly says nothing.
+func TestLongWaitIsLogged(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
+	s := NewSupervisor(log)
+	s.NoticeEvery = 100 * time.Millisecond
+	if err := s.Wait(context.Background(), "quick", time.Minute, func(context.Context) bool { return true }, noAnswer); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Wait(context.Background(), "node n1 Ready", 350*time.Millisecond, never, func() string { return "KubeletNotReady: cni not initialized" })
+	if err == nil {
+		t.Fatal("Wait() = nil, want a timeout")
+	}
+	var warnings []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warnings = append(warnings, e.Message)
+		}
+	}
+	if len(warnings) < 2 || len(warnings) > 4 {
+		t.Fatalf("warnings = %q, want about three (one per 100ms of a 350ms wait)", warnings)
+	}
+	head, tail := "still waiting for node n1 Ready after ", " (gives up after 350ms); last answer: KubeletNotReady: cni not initialized"
+	if !strings.HasPrefix(warnings[0], head) || !strings.HasSuffix(warnings[0], tail) {
+		t.Fatalf("first warning = %q, want %q…%q", warnings[0], head, tail)
+	}
+}
+
+// A check that hangs (a request to a stuck server) ends with its context:
+// the wait still times out, and says what the check last got.
+func TestWaitTimesOutThroughAHungCheck(t *testing.T) {
+	s := quickSupervisor()
+	var last string
+	hang := func(ctx context.Context) bool {
+		<-ctx.Done()
+		last = ctx.Err().Error()
+		return false
+	}
+	begin := time.Now()
+	err := s.Wait(context.Background(), "thing", 300*time.Millisecond, hang, func() string { return last })
+	if err == nil || !strings.Contains(err.Error(), "thing not ready within 300ms (last answer: context deadline exceeded)") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("Wait returned after %s, its timeout was 300ms", d)
+	}
+}
+
 func TestExitWithoutErrorIsAFailure(t *testing.T) {
 	s := quickSupervisor()
 	s.Go("quiet", time.Second, func(context.Context) error { return nil })
@@ -109,7 +158,7 @@ func TestExitWithoutErrorIsAFailure(t *testing.T) {
 }
 
 func TestCauseIsNilWithoutFailure(t *testing.T) {
-	s := NewSupervisor() // full settle: Cause must not wait when nothing failed
+	s := NewSupervisor(nil) // full settle: Cause must not wait when nothing failed
 	start := time.Now()
 	if err := s.Cause(); err != nil {
 		t.Fatalf("Cause() = %v, want nil", err)

@@ -84,7 +84,7 @@ const (
 )
 
 func newRun(cfg *config.Server, log logrus.FieldLogger, exec executor.Executor) *run {
-	r := &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor()}
+	r := &run{cfg: cfg, log: log, exec: exec, sup: pipeline.NewSupervisor(log)}
 	r.claimName = r.claimOwnName
 	return r
 }
