@@ -59,6 +59,7 @@ func startExisting(t testing.TB, s *harness.Server) {
 			t.Logf("log tail of %s:\n%s", s.ComponentLogPath(), s.ComponentTail(40))
 			t.Logf("log tail of %s:\n%s", s.LogPath, s.Tail(40))
 			t.Logf("errors and warnings in %s:\n%s", s.LogPath, s.Problems(20))
+			t.Logf("start-up steps not finished in %s: %s", s.LogPath, s.Unfinished())
 		}
 	})
 	if err := s.WaitReady(readyTimeout); err != nil {

@@ -551,6 +551,33 @@ func (s *Server) Problems(n int) string {
 	return strings.Join(out, "\n")
 }
 
+// Unfinished names the start-up steps of the current log that started but
+// never logged ready: where a start that hung was stuck.
+func (s *Server) Unfinished() string {
+	var started []string
+	done := map[string]bool{}
+	for _, l := range strings.Split(s.Log(), "\n") {
+		_, rest, ok := strings.Cut(l, `msg="step `)
+		if !ok {
+			continue
+		}
+		name, state, _ := strings.Cut(rest, ": ")
+		switch {
+		case strings.HasPrefix(state, "starting"):
+			started = append(started, name)
+		case strings.HasPrefix(state, "ready"):
+			done[name] = true
+		}
+	}
+	var out []string
+	for _, n := range started {
+		if !done[n] {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 // Log returns the whole current log.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.LogPath)
