@@ -26,6 +26,7 @@ func main() {
 	idleOnly := flag.Int("idle-runs", 0, "only measure a control-plane-only server's idle memory and CPU this many times, print a table row, write nothing")
 	label := flag.String("label", "", "first column of the -idle-runs row")
 	heapDir := flag.String("heap-dir", "", "with -idle-runs, save each run's heap profile (debug=1) in this folder")
+	logDir := flag.String("log-dir", "", "save each node start's k1s log in this folder (node-start-N.log), to read its step timings")
 	var serverArgs listFlag
 	flag.Var(&serverArgs, "server-arg", "extra `k1s server` flag for -idle-runs (repeatable)")
 	flag.Parse()
@@ -42,7 +43,7 @@ func main() {
 		fmt.Printf("%s\n%s\n", idleHeader, idleSummary(*label, ss))
 		return
 	}
-	if err := run(*bin, *out, *starts, *settle, *window); err != nil {
+	if err := run(*bin, *out, *starts, *settle, *window, *logDir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -54,7 +55,7 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, " ") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func run(bin, out string, starts int, settle, window time.Duration) error {
+func run(bin, out string, starts int, settle, window time.Duration, logDir string) error {
 	st, err := os.Stat(bin)
 	if err != nil {
 		return err
@@ -75,7 +76,11 @@ func run(bin, out string, starts int, settle, window time.Duration) error {
 	fmt.Printf("idle RSS %.0f MB, idle CPU %.2f %%\n", rss, cpu)
 	var nodeReady, podRunning []time.Duration
 	for i := 0; i < starts; i++ {
-		n, p, err := nodeStart()
+		var logPath string
+		if logDir != "" {
+			logPath = filepath.Join(logDir, fmt.Sprintf("node-start-%d.log", i+1))
+		}
+		n, p, err := nodeStart(logPath)
 		if err != nil {
 			return fmt.Errorf("node start %d: %w", i+1, err)
 		}
@@ -127,13 +132,21 @@ func stopNode(s *harness.Server) {
 }
 
 // nodeStart times an empty data dir to node Ready, and to a first Pod
-// (created as soon as the API answers) Running.
-func nodeStart() (nodeReady, podRunning time.Duration, err error) {
+// (created as soon as the API answers) Running. With logPath set, the
+// server's log is saved there, also when the start fails.
+func nodeStart(logPath string) (nodeReady, podRunning time.Duration, err error) {
 	s, cleanup, err := prepare(true)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer cleanup()
+	if logPath != "" {
+		defer func() {
+			if werr := os.WriteFile(logPath, []byte(s.Log()), 0o644); werr != nil && err == nil {
+				err = werr
+			}
+		}()
+	}
 	t0 := time.Now()
 	if err := s.Start(); err != nil {
 		return 0, 0, err
