@@ -8,7 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
 
 	"github.com/k1s-io/k1s/internal/pki"
 )
@@ -18,20 +18,14 @@ import (
 const KubeletAPIBinding = "k1s-kube-apiserver-kubelet-api-admin"
 
 // EnsureRBAC creates the bindings k1s's own identities need beyond the
-// defaults Kubernetes bootstraps.
-func EnsureRBAC(ctx context.Context, f pki.Files) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", f.AdminKubeconfig())
-	if err != nil {
+// defaults Kubernetes bootstraps, and kube-proxy's default role and
+// binding ahead of the apiserver's hook (see ensureDefaultProxier). cs
+// should not be rate-limited at client-go's default of 5 requests/s: its
+// dozen requests would then wait ~0.4 s on every start.
+func EnsureRBAC(ctx context.Context, cs kubernetes.Interface) error {
+	if err := ensureDefaultProxier(ctx, cs); err != nil {
 		return err
 	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	return ensureRBAC(ctx, cs)
-}
-
-func ensureRBAC(ctx context.Context, cs kubernetes.Interface) error {
 	labels := map[string]string{"app.kubernetes.io/managed-by": "k1s"}
 	// Earlier k1s versions let flannel patch every Node: the role and
 	// binding are overwritten, not only created.
@@ -114,6 +108,35 @@ func DeleteFlannelNodeRBAC(ctx context.Context, cs kubernetes.Interface, node st
 	}
 	if err := cs.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return err
+	}
+	return nil
+}
+
+// ProxierRole is the default policy's ClusterRole (and binding) for
+// kube-proxy's user, system:kube-proxy.
+const ProxierRole = "system:node-proxier"
+
+// ensureDefaultProxier creates ProxierRole's role and binding when they are
+// missing, as upstream's default policy defines them. A server's node
+// starts kube-proxy before the apiserver's bootstrap-roles hook writes the
+// default policy (DefaultPolicyHooks); without them kube-proxy's first
+// lists would be refused and its informers back off for a second or more.
+// The hook then finds both current and changes nothing; it still owns
+// them (an existing role is never updated here).
+func ensureDefaultProxier(ctx context.Context, cs kubernetes.Interface) error {
+	for _, r := range bootstrappolicy.ClusterRoles() {
+		if r.Name == ProxierRole {
+			if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &r, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		}
+	}
+	for _, b := range bootstrappolicy.ClusterRoleBindings() {
+		if b.Name == ProxierRole {
+			if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &b, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		}
 	}
 	return nil
 }

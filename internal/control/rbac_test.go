@@ -25,7 +25,7 @@ func TestEnsureRBACNarrowsAnOldFlannelRole(t *testing.T) {
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FlannelRole},
 			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "system:k1s-flannel"}}},
 	)
-	if err := ensureRBAC(ctx, cs); err != nil {
+	if err := EnsureRBAC(ctx, cs); err != nil {
 		t.Fatal(err)
 	}
 	role, err := cs.RbacV1().ClusterRoles().Get(ctx, FlannelRole, metav1.GetOptions{})
@@ -45,7 +45,7 @@ func TestEnsureRBACNarrowsAnOldFlannelRole(t *testing.T) {
 		t.Errorf("binding subjects %+v, want only the group %s", b.Subjects, pki.FlannelGroup)
 	}
 	// A second start changes nothing and does not fail.
-	if err := ensureRBAC(ctx, cs); err != nil {
+	if err := EnsureRBAC(ctx, cs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -78,5 +78,51 @@ func TestFlannelNodeRBACIsConfinedToItsNode(t *testing.T) {
 	}
 	if err := DeleteFlannelNodeRBAC(ctx, cs, "edge-1"); err != nil {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// kube-proxy's default role and binding are made ahead of the apiserver's
+// hook exactly as the default policy has them, and an existing (possibly
+// edited) role is left alone: the hook owns it.
+func TestEnsureRBACCreatesTheDefaultProxierRoleOnlyWhenMissing(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewSimpleClientset()
+	if err := EnsureRBAC(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	role, err := cs.RbacV1().ClusterRoles().Get(ctx, ProxierRole, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role.Annotations["rbac.authorization.kubernetes.io/autoupdate"] != "true" || role.Labels["kubernetes.io/bootstrapping"] != "rbac-defaults" {
+		t.Errorf("role metadata %v %v, want the default policy's", role.Labels, role.Annotations)
+	}
+	var endpointSlices bool
+	for _, r := range role.Rules {
+		endpointSlices = endpointSlices || slices.Contains(r.Resources, "endpointslices") && slices.Contains(r.Verbs, "watch")
+	}
+	if !endpointSlices {
+		t.Errorf("rules %+v do not let kube-proxy watch EndpointSlices", role.Rules)
+	}
+	b, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, ProxierRole, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.RoleRef.Name != ProxierRole || len(b.Subjects) != 1 || b.Subjects[0].Kind != rbacv1.UserKind || b.Subjects[0].Name != "system:kube-proxy" {
+		t.Errorf("binding %+v %+v, want %s bound to the user system:kube-proxy", b.RoleRef, b.Subjects, ProxierRole)
+	}
+
+	edited := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: ProxierRole}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get"}}}}
+	cs = fake.NewSimpleClientset(edited)
+	if err := EnsureRBAC(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cs.RbacV1().ClusterRoles().Get(ctx, ProxierRole, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Rules) != 1 || got.Labels != nil {
+		t.Errorf("an existing %s was changed: %+v", ProxierRole, got)
 	}
 }

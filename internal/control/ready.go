@@ -14,16 +14,38 @@ import (
 	"github.com/k1s-io/k1s/internal/pki"
 )
 
-// Probe asks one health URL until it answers 200 "ok".
+// Probe asks health URLs until each answers 200.
 type Probe struct {
-	URL    string
+	URLs   []string
 	client *http.Client
 	last   string
 }
 
+// DefaultPolicyHooks are the apiserver's post-start hooks that write the
+// default RBAC policy and PriorityClasses. Upstream starts each with a
+// fixed one-second sleep (wait.Poll, not PollImmediate), so they finish
+// ~1.5 s after the apiserver serves everything else.
+var DefaultPolicyHooks = []string{"poststarthook/rbac/bootstrap-roles", "poststarthook/scheduling/bootstrap-system-priority-classes"}
+
 // APIServerProbe checks the apiserver's /readyz as the admin, trusting only
 // the server CA.
 func APIServerProbe(url string, f pki.Files) (*Probe, error) {
+	return adminProbe(f, url+"/readyz")
+}
+
+// APIServerServingProbe passes once the apiserver is ready except for
+// DefaultPolicyHooks and its system namespaces controller has made
+// kube-system: enough for k1s's own writes and for a kubelet, which the
+// Node authorizer serves without the default policy.
+func APIServerServingProbe(url string, f pki.Files) (*Probe, error) {
+	q := make([]string, len(DefaultPolicyHooks))
+	for i, h := range DefaultPolicyHooks {
+		q[i] = "exclude=" + h
+	}
+	return adminProbe(f, url+"/readyz?"+strings.Join(q, "&"), url+"/api/v1/namespaces/kube-system")
+}
+
+func adminProbe(f pki.Files, urls ...string) (*Probe, error) {
 	ca, err := os.ReadFile(f.ServerCA())
 	if err != nil {
 		return nil, err
@@ -35,23 +57,32 @@ func APIServerProbe(url string, f pki.Files) (*Probe, error) {
 		return nil, err
 	}
 	tc := &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	return &Probe{URL: url + "/readyz", client: newClient(tc)}, nil
+	return &Probe{URLs: urls, client: newClient(tc)}, nil
 }
 
 // LocalProbe checks a component's /healthz on loopback. Those endpoints use
 // a self-signed certificate and allow anonymous access to /healthz.
 func LocalProbe(port int) *Probe {
 	tc := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback health check of our own child
-	return &Probe{URL: fmt.Sprintf("https://127.0.0.1:%d/healthz", port), client: newClient(tc)}
+	return &Probe{URLs: []string{fmt.Sprintf("https://127.0.0.1:%d/healthz", port)}, client: newClient(tc)}
 }
 
 func newClient(tc *tls.Config) *http.Client {
 	return &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
 }
 
-// Check does one request.
+// Check asks each URL in turn, once; it passes when all answered 200.
 func (p *Probe) Check(ctx context.Context) bool {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
+	for _, u := range p.URLs {
+		if !p.check(ctx, u) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Probe) check(ctx context.Context, url string) bool {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := p.client.Do(req)
 	if err != nil {
 		p.last = err.Error()
@@ -62,7 +93,7 @@ func (p *Probe) Check(ctx context.Context) bool {
 	if resp.StatusCode == http.StatusOK {
 		return true
 	}
-	p.last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	p.last = fmt.Sprintf("%s: HTTP %d: %s", req.URL.Path, resp.StatusCode, strings.TrimSpace(string(body)))
 	return false
 }
 

@@ -137,7 +137,8 @@ type run struct {
 
 	kubeOnce sync.Once
 	nodePrep *pipeline.Ahead // the node's Prepare steps, run while the apiserver starts
-	nodeJoin *pipeline.Ahead // the node's Join steps, run while the add-ons are applied
+	nodeJoin *pipeline.Ahead // the node's Join steps, run while the controllers and add-ons start
+	joins    *join.Server    // opened once the apiserver is wholly ready
 	kubeRC   *rest.Config
 	kube     kubernetes.Interface
 	kubeErr  error
@@ -161,20 +162,24 @@ func (r *run) steps() []pipeline.Step {
 	}
 	steps = append(steps, []pipeline.Step{
 		{Name: "kube-apiserver", Run: r.apiserver},
-		{Name: "rbac", Run: func(ctx context.Context) error { return control.EnsureRBAC(ctx, r.pki.Files) }},
-		{Name: "controllers", Run: r.controllers},
+		{Name: "rbac", Run: r.rbac},
 		{Name: "node-name-release", Run: r.nodeNameRelease},
 	}...)
 	if n != nil {
-		// The node joins while the add-ons are applied: neither needs the
-		// other, and each takes up to a second or more.
+		// The node joins while the apiserver writes its default policy and
+		// the controllers and add-ons start: it needs none of them until
+		// the controller-manager assigns its Pod CIDR.
 		steps = append(steps, pipeline.Step{Name: "node-join", Run: func(ctx context.Context) error {
 			prepared := pipeline.Step{Name: "node-prepared", Run: r.nodePrep.Wait}
 			r.nodeJoin = pipeline.RunAhead(ctx, r.log, append([]pipeline.Step{prepared}, n.Join()...))
 			return nil
 		}})
 	}
-	steps = append(steps, pipeline.Step{Name: "addons", Run: r.addons})
+	steps = append(steps, []pipeline.Step{
+		{Name: "kube-apiserver-ready", Run: r.apiserverReady},
+		{Name: "controllers", Run: r.controllers},
+		{Name: "addons", Run: r.addons},
+	}...)
 	if n != nil {
 		steps = append(steps, pipeline.Step{Name: "node", Run: func(ctx context.Context) error { return r.nodeJoin.Wait(ctx) }})
 	}
@@ -313,11 +318,14 @@ func (r *run) apiserver(ctx context.Context) error {
 		js.Etcd = etcdMembers{r}
 	}
 	r.sup.Go("kube-apiserver", stopAPIServer, func(ctx context.Context) error { return r.exec.APIServer(ctx, args, js.Front) })
-	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
+	r.joins = js
+	// The steps up to the node's join need the API, not the default policy
+	// the apiserver writes a second later (apiserverReady waits for it).
+	probe, err := control.APIServerServingProbe(r.cfg.APIServerURL(), r.pki.Files)
 	if err != nil {
 		return err
 	}
-	if err := r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last); err != nil {
+	if err := r.sup.Wait(ctx, "kube-apiserver /readyz (all but its default-policy hooks) and kube-system", apiserverReadyTimeout, probe.Check, probe.Last); err != nil {
 		return err
 	}
 	// Joins wait (503) until the server holds its own node name, so that an
@@ -327,7 +335,28 @@ func (r *run) apiserver(ctx context.Context) error {
 			return err
 		}
 	}
-	js.Open()
+	return nil
+}
+
+func (r *run) rbac(ctx context.Context) error {
+	kube, err := r.adminClient()
+	if err != nil {
+		return err
+	}
+	return control.EnsureRBAC(ctx, kube)
+}
+
+// apiserverReady waits for the whole of the apiserver's /readyz, the
+// default policy included, before the controllers start and joins open.
+func (r *run) apiserverReady(ctx context.Context) error {
+	probe, err := control.APIServerProbe(r.cfg.APIServerURL(), r.pki.Files)
+	if err != nil {
+		return err
+	}
+	if err := r.sup.Wait(ctx, "kube-apiserver /readyz", apiserverReadyTimeout, probe.Check, probe.Last); err != nil {
+		return err
+	}
+	r.joins.Open()
 	return nil
 }
 

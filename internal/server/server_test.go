@@ -155,14 +155,15 @@ func TestServerStepOrderAndShutdownOrder(t *testing.T) {
 		t.Fatal("shutdown did not finish")
 	}
 
-	wantSteps := []string{"datastore", "pki", "node-prepare", "kube-apiserver", "rbac", "controllers", "node-name-release", "node-join", "addons", "node", "cert-renewal"}
+	wantSteps := []string{"datastore", "pki", "node-prepare", "kube-apiserver", "rbac", "node-name-release", "node-join", "kube-apiserver-ready", "controllers", "addons", "node", "cert-renewal"}
 	if got := h.events("step "); !slices.Equal(got, wantSteps) {
 		t.Errorf("steps %v, want %v", got, wantSteps)
 	}
 	// The stand-in of node-join starts the node's components at once; the
-	// real one runs them beside the add-ons step.
-	wantStart := []string{"containerd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "node-name-release",
-		"flannel", "kubelet", "kube-proxy", "deploy", "nodehosts", "servicelb", "cert-renewal"}
+	// real one runs them beside the steps from kube-apiserver-ready to
+	// addons.
+	wantStart := []string{"containerd", "kube-apiserver", "node-name-release", "flannel", "kubelet", "kube-proxy",
+		"kube-scheduler", "kube-controller-manager", "deploy", "nodehosts", "servicelb", "cert-renewal"}
 	if got := h.events("start "); !slices.Equal(got, wantStart) {
 		t.Errorf("started %v, want %v", got, wantStart)
 	}
@@ -196,7 +197,9 @@ func TestServerStartupFailureNamesTheComponent(t *testing.T) {
 	if got := h.events("step "); slices.Contains(got, "addons") || slices.Contains(got, "node") {
 		t.Errorf("steps after the failure ran: %v", got)
 	}
-	if got, want := h.events("stop "), []string{"kube-controller-manager", "kube-scheduler", "kube-apiserver", "containerd"}; !slices.Equal(got, want) {
+	// The node joined before the controllers started: it is stopped too.
+	if got, want := h.events("stop "), []string{"kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "flannel",
+		"node-name-release", "kube-apiserver", "containerd"}; !slices.Equal(got, want) {
 		t.Errorf("stopped %v, want %v", got, want)
 	}
 }
