@@ -22,6 +22,7 @@ import (
 	"github.com/k1s-io/k1s/internal/config"
 	"github.com/k1s-io/k1s/internal/datadir"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/exepages"
 	"github.com/k1s-io/k1s/internal/gotune"
 	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/logging"
@@ -127,6 +128,7 @@ func (a *agent) serve(ctx context.Context, steps []pipeline.Step) error {
 	}
 	a.log.Infof("k1s agent is ready in %s: node joined %s", time.Since(start).Round(time.Millisecond), a.cfg.ServerURL)
 	sdnotify.Tell(a.log, sdnotify.Ready)
+	a.log.Info(exepages.Report())
 	defer sdnotify.Tell(a.log, sdnotify.Stopping)
 	select {
 	case <-ctx.Done():

@@ -33,6 +33,7 @@ import (
 	"github.com/k1s-io/k1s/internal/datastore"
 	"github.com/k1s-io/k1s/internal/etcd"
 	"github.com/k1s-io/k1s/internal/executor"
+	"github.com/k1s-io/k1s/internal/exepages"
 	"github.com/k1s-io/k1s/internal/gotune"
 	"github.com/k1s-io/k1s/internal/join"
 	"github.com/k1s-io/k1s/internal/logging"
@@ -108,6 +109,7 @@ func (r *run) serve(ctx context.Context, steps []pipeline.Step) error {
 	log.Infof("k1s is ready in %s: API %s, admin kubeconfig %s, join token in %s",
 		time.Since(start).Round(time.Millisecond), cfg.APIServerURL(), cfg.WriteKubeconfig, cfg.TokenPath())
 	sdnotify.Tell(log, sdnotify.Ready)
+	log.Info(exepages.Report())
 	defer sdnotify.Tell(log, sdnotify.Stopping)
 
 	select {
