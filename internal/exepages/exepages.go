@@ -16,6 +16,7 @@ package exepages
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -130,8 +131,11 @@ func release(ms []Mapping) (uint64, error) {
 // A failure is only reported: the pages then stay mapped, as before.
 func Report() string {
 	n, err := Release()
-	if err != nil {
+	if errors.Is(err, unix.EINVAL) {
 		return fmt.Sprintf("start-up pages of the executable stay mapped: %v (MADV_PAGEOUT needs Linux 5.4 or later)", err)
+	}
+	if err != nil {
+		return fmt.Sprintf("start-up pages of the executable stay mapped: %v", err)
 	}
 	return fmt.Sprintf("gave the kernel back the start-up pages of the executable (%d MiB of read-only mappings; what runs from now on is read back on demand)", n>>20)
 }
